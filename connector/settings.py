@@ -172,6 +172,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    metrics_port: int = Field(
+        9400,
+        ge=0,
+        le=65535,
+        description="Port of the HTTP endpoint serving /metrics (Prometheus), /healthz and "
+        "/readyz; 0 disables it.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
