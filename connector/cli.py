@@ -58,6 +58,68 @@ def emulator(host: str, port: int, db: str, api_keys: tuple[str, ...]) -> None:
     serve(host=host, port=port, db=db, api_keys=list(api_keys))
 
 
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config file (also CONNECTOR_CONFIG_FILE); environment variables override it.",
+)
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Consumer processes in the same group (one per core). Worker i serves metrics on "
+    "CONNECTOR_METRICS_PORT + i.",
+)
+def run(config_file: str | None, workers: int) -> None:
+    """Consume the configured topics and deliver usage to Amberflo until SIGTERM/SIGINT.
+
+    Offsets are committed only for records whose events Amberflo accepted (or whose dead
+    letter the DLQ acknowledged). The first SIGTERM/SIGINT finishes in-flight work within
+    CONNECTOR_SHUTDOWN_TIMEOUT_S, commits and exits 0; a second one exits at once.
+    """
+    from connector.settings import load_settings
+
+    settings = load_settings(config_file)
+    _configure_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        from connector.supervisor import supervise
+
+        sys.exit(supervise(config_file, workers, settings.metrics_port))
+    from connector import metrics
+    from connector.worker import Worker
+
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            raise FatalError(
+                f"cannot serve metrics on port {settings.metrics_port} "
+                f"(CONNECTOR_METRICS_PORT): {exc.strerror}"
+            ) from exc
+    worker = Worker(settings)
+    worker.install_signal_handlers()
+    worker.run()
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    root = logging.getLogger()
+    root.setLevel(level)
+    if fmt == "json":
+        from connector.logs import JsonFormatter
+
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    for noisy in ("urllib3", "tenacity"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     logging.basicConfig(

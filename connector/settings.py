@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,7 +29,11 @@ CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
 LibrdkafkaValue = str | int | float | bool
 
 
-class KafkaSettings(BaseModel):
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
     bootstrap_servers: str = Field(
         "localhost:9092", description="Kafka bootstrap servers, host:port[,host:port…]."
     )
@@ -79,7 +83,7 @@ class KafkaSettings(BaseModel):
         return value
 
 
-class AmberfloSettings(BaseModel):
+class AmberfloSettings(_Section):
     api_key: SecretStr = Field(description="Amberflo API key (sent as X-API-KEY).")
     base_url: str = Field(
         "https://app.amberflo.io", description="Base URL for every Amberflo API call."
@@ -102,7 +106,7 @@ class AmberfloSettings(BaseModel):
         return self.ingest_url or self.base_url
 
 
-class SinkSettings(BaseModel):
+class SinkSettings(_Section):
     batch_size: int = Field(500, ge=1, le=1000, description="Events per /ingest request.")
     linger_ms: int = Field(
         200, ge=0, le=60_000, description="Longest wait for a batch to fill before sending."
@@ -127,7 +131,7 @@ class SinkSettings(BaseModel):
     )
 
 
-class DlqSettings(BaseModel):
+class DlqSettings(_Section):
     topic: str | None = Field(
         None, description="Dead-letter topic (default: '<source topic>.dlq')."
     )
@@ -142,7 +146,7 @@ class DlqSettings(BaseModel):
     )
 
 
-class TransformSettings(BaseModel):
+class TransformSettings(_Section):
     unique_id_namespace: str | None = Field(
         None,
         description="Namespace of derived uniqueIds (a UUID or any text). Default: derived from "
@@ -165,7 +169,7 @@ class Settings(BaseSettings):
     amberflo: AmberfloSettings
     sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
     dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
-    transform: TransformSettings = Field(default_factory=TransformSettings)
+    transform: TransformSettings = Field(default_factory=TransformSettings)  # type: ignore[arg-type]
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )
@@ -256,9 +260,8 @@ def _describe(err: dict[str, Any]) -> str:
         return "is not a known setting"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     text = msg[0].lower() + msg[1:] if msg else "invalid"
-    if isinstance(got, (str, int, float, bool)) and not isinstance(got, SecretStr):
-        if "api_key" not in str(err.get("loc")):
-            text += f" (got {got!r})"
+    if isinstance(got, str | int | float) and "api_key" not in str(err.get("loc")):
+        text += f" (got {got!r})"
     return text
 
 
@@ -295,11 +298,11 @@ def _required_leaves(loc: tuple[int | str, ...]) -> list[tuple[int | str, ...]]:
     fields = getattr(model, "model_fields", None)
     if not fields:
         return [loc]
-    return [loc + (name,) for name, sub in fields.items() if sub.is_required()]
+    return [(*loc, name) for name, sub in fields.items() if sub.is_required()]
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         if err["type"] == "missing":

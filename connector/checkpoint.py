@@ -1,0 +1,94 @@
+"""Per-partition offset watermarks: commit only what is fully done.
+
+A record is *done* when every meter event made from it was accepted by Amberflo (HTTP 200) or
+its dead letter was acknowledged by the DLQ topic.  Batches complete out of order, so the
+committable offset of a partition is the lowest offset still pending (or, with nothing
+pending, one past the highest offset seen) — never beyond an unfinished record.
+
+Each assignment of a partition gets a fresh ``PartitionState``; work refers to the state it
+was tracked under, so a completion that arrives after the partition was revoked (and maybe
+assigned again) cannot touch the new assignment's bookkeeping.
+"""
+
+from __future__ import annotations
+
+
+class PartitionState:
+    __slots__ = ("active", "committed", "next_offset", "partition", "pending", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.pending: dict[int, int] = {}  # offset → parts still outstanding
+        self.next_offset: int | None = None  # one past the highest offset tracked
+        self.committed: int | None = None  # last offset handed to commit()
+        self.active = True
+
+    def track(self, offset: int, parts: int) -> None:
+        self.pending[offset] = parts
+        if self.next_offset is None or offset >= self.next_offset:
+            self.next_offset = offset + 1
+
+    def done(self, offset: int, parts: int = 1) -> None:
+        """Mark ``parts`` of the record at ``offset`` finished (ignored once revoked)."""
+        if not self.active:
+            return
+        left = self.pending.get(offset)
+        if left is None:
+            return
+        if left <= parts:
+            del self.pending[offset]
+        else:
+            self.pending[offset] = left - parts
+
+    def committable(self) -> int | None:
+        """The offset to commit (Kafka's convention: the next record to read), or None."""
+        if self.pending:
+            return min(self.pending)
+        return self.next_offset
+
+
+class Checkpoint:
+    """The states of the partitions this worker owns now."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[tuple[str, int], PartitionState] = {}
+
+    def assign(self, topic: str, partition: int) -> PartitionState:
+        old = self.partitions.get((topic, partition))
+        if old is not None:
+            old.active = False
+        state = PartitionState(topic, partition)
+        self.partitions[(topic, partition)] = state
+        return state
+
+    def revoke(self, topic: str, partition: int) -> None:
+        state = self.partitions.pop((topic, partition), None)
+        if state is not None:
+            state.active = False
+
+    def get(self, topic: str, partition: int) -> PartitionState:
+        state = self.partitions.get((topic, partition))
+        if state is None:  # a record can arrive before on_assign ran for an eager rebalance
+            state = self.assign(topic, partition)
+        return state
+
+    @property
+    def pending_records(self) -> int:
+        return sum(len(s.pending) for s in self.partitions.values())
+
+    def to_commit(self, only: set[tuple[str, int]] | None = None) -> list[tuple[str, int, int]]:
+        """(topic, partition, offset) for every partition whose watermark moved."""
+        out = []
+        for key, state in self.partitions.items():
+            if only is not None and key not in only:
+                continue
+            offset = state.committable()
+            if offset is not None and offset != state.committed:
+                out.append((state.topic, state.partition, offset))
+        return out
+
+    def committed(self, topic: str, partition: int, offset: int) -> None:
+        state = self.partitions.get((topic, partition))
+        if state is not None:
+            state.committed = offset

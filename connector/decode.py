@@ -1,0 +1,25 @@
+"""Bytes → Python value.  A value that cannot be decoded is a ``RecordError`` (stage ``decode``).
+
+Only JSON for now (the native format); Avro plugs in here behind the same ``Decoder`` shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from connector.errors import RecordError
+
+Decoder = Callable[[bytes | None], Any]
+
+
+def decode_json(value: bytes | None) -> Any:
+    """Parse a JSON record value. Raises ``RecordError('decode', …)`` on tombstones or bad JSON."""
+    if value is None:
+        raise RecordError("decode", "record has no value (tombstone)")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError("decode", f"not valid JSON: {exc}") from exc

@@ -1,0 +1,201 @@
+"""The dead-letter topic: publishing (here), inspecting and replaying (``dlq_tools``).
+
+Contract: ``DeadLetterPublisher.publish(letter, on_ack)`` calls ``on_ack()`` only after the
+broker acknowledged the dead letter (acks=all, idempotent producer).  A failed delivery is
+produced again after a pause; the record stays pending meanwhile, so its offset is never
+committed before its dead letter is safe.
+
+A dead letter keeps the original key, value, headers and timestamp unchanged and adds the
+error/source headers of the configured style (``amberflo`` or Kafka Connect's ``connect``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from connector import __version__, metrics
+from connector.errors import FatalError
+from connector.records import DeadLetter, Headers
+from connector.settings import LibrdkafkaValue, Settings
+
+log = logging.getLogger("connector.dlq")
+
+AMBERFLO_PREFIX = "amberflo."
+CONNECT_PREFIX = "__connect.errors."
+SECURITY_PREFIXES = ("security.", "sasl.", "ssl.", "client.dns.", "socket.", "broker.address.")
+
+
+def client_config(settings: Settings) -> dict[str, LibrdkafkaValue]:
+    """Connection properties shared by every client we make (consumer props' security part)."""
+    conf: dict[str, LibrdkafkaValue] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
+    for key, value in settings.kafka.consumer.items():
+        if key.startswith(SECURITY_PREFIXES):
+            conf[key] = value
+    return conf
+
+
+def _ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) -> Headers:
+    """The headers added to a dead letter (values UTF-8)."""
+    r = letter.record
+    if style == "connect":
+        p = CONNECT_PREFIX
+        pairs: list[tuple[str, str | None]] = [
+            (p + "topic", r.topic),
+            (p + "partition", str(r.partition)),
+            (p + "offset", str(r.offset)),
+            (p + "connector.name", group_id),
+            (p + "task.id", "0"),
+            (
+                p + "stage",
+                {"decode": "VALUE_CONVERTER", "transform": "TRANSFORMATION"}.get(
+                    letter.stage, "TASK_PUT"
+                ),
+            ),
+            (p + "class.name", f"connector.{letter.stage}"),
+            (p + "exception.class.name", letter.error_class),
+            (p + "exception.message", letter.message),
+            (
+                p + "exception.stacktrace",
+                "".join(traceback.format_exception_only(Exception(letter.message))).strip(),
+            ),
+        ]
+    else:
+        p = AMBERFLO_PREFIX
+        pairs = [
+            (p + "error.stage", letter.stage),
+            (p + "error.class", letter.error_class),
+            (p + "error.message", letter.message),
+        ]
+        if letter.http_status is not None:
+            pairs.append((p + "error.http_status", str(letter.http_status)))
+        pairs += [
+            (p + "source.topic", r.topic),
+            (p + "source.partition", str(r.partition)),
+            (p + "source.offset", str(r.offset)),
+            (p + "source.timestamp", str(r.timestamp_ms)),
+            (p + "failed_at", _ms_iso(now_ms)),
+            (p + "connector.version", __version__),
+        ]
+    return tuple((k, v.encode() if v is not None else None) for k, v in pairs)
+
+
+def ensure_topics(settings: Settings, topics: set[str], timeout: float = 15.0) -> None:
+    """Create the DLQ topics that are missing (already existing is fine)."""
+    if not topics:
+        return
+    admin = AdminClient(client_config(settings))
+    new = [
+        NewTopic(
+            t,
+            num_partitions=settings.dlq.partitions,
+            replication_factor=settings.dlq.replication_factor,
+        )
+        for t in sorted(topics)
+    ]
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise FatalError(f"cannot create dead-letter topic {name!r}: {exc}") from exc
+
+
+class DeadLetterPublisher:
+    RETRY_PAUSE_S = 1.0
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        conf: dict[str, Any] = {
+            **client_config(settings),
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 60_000,
+            "client.id": "amberflo-connector-dlq",
+            **settings.kafka.producer,
+        }
+        self._producer = Producer(conf)
+        self._known: set[str] = set()
+        self._retry: list[tuple[float, DeadLetter, Callable[[], None]]] = []
+        self.in_flight = 0
+
+    def publish(self, letter: DeadLetter, on_ack: Callable[[], None]) -> None:
+        topic = self._settings.dlq_topic_for(letter.record.topic)
+        if topic not in self._known:
+            ensure_topics(self._settings, {topic})
+            self._known.add(topic)
+        r = letter.record
+        headers = list(r.headers) + list(
+            error_headers(
+                letter,
+                self._settings.dlq.header_style,
+                self._settings.kafka.group_id,
+                int(time.time() * 1000),
+            )
+        )
+
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            self.in_flight -= 1
+            if err is None:
+                metrics.DEAD_LETTERS.labels(stage=letter.stage).inc()
+                on_ack()
+                return
+            log.error(
+                "dead letter for %s/%d@%d not acknowledged (%s); will retry",
+                r.topic,
+                r.partition,
+                r.offset,
+                err,
+            )
+            self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack))
+
+        kwargs: dict[str, Any] = {
+            "key": r.key,
+            "value": r.value,
+            "headers": headers,
+            "on_delivery": delivered,
+        }
+        if r.timestamp_ms > 0:
+            kwargs["timestamp"] = r.timestamp_ms
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self.in_flight += 1
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks and re-publish dead letters whose delivery failed."""
+        self._producer.poll(timeout)
+        if self._retry:
+            now = time.monotonic()
+            due = [x for x in self._retry if x[0] <= now]
+            self._retry = [x for x in self._retry if x[0] > now]
+            for _, letter, on_ack in due:
+                self.publish(letter, on_ack)
+
+    @property
+    def pending(self) -> int:
+        return self.in_flight + len(self._retry)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait for every dead letter to be acknowledged; False if some are still pending."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            self.poll(0.05)
+        return self.pending == 0

@@ -1,0 +1,76 @@
+"""Prometheus metrics and the /metrics, /healthz, /readyz endpoint.
+
+``/healthz`` is 200 while the worker loop keeps turning (it calls ``heartbeat()`` every
+iteration); 503 once it has been silent for ``STALL_SECONDS``.  ``/readyz`` is 200 once the
+worker has connected to Kafka and Amberflo accepted the key, and 503 again while it shuts down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+P = "amberflo_connector_"
+RECORDS = Counter(P + "records_consumed_total", "Kafka records consumed")
+EVENTS = Counter(P + "events_ingested_total", "Meter events accepted by Amberflo (HTTP 200)")
+DEAD_LETTERS = Counter(P + "dead_letters_total", "Records written to the DLQ", ["stage"])
+REQUESTS = Counter(P + "ingest_requests_total", "/ingest requests by outcome", ["status"])
+REQUEST_SECONDS = Histogram(P + "ingest_request_seconds", "/ingest request duration")
+RETRIES = Counter(P + "ingest_retries_total", "Retried /ingest requests")
+BACKING_OFF = Gauge(P + "ingest_backing_off", "Requests waiting to be retried (>0: stuck)")
+BUFFERED = Gauge(P + "buffered_records", "Records consumed but not yet committable")
+PAUSED = Gauge(P + "paused", "1 while consumption is paused for backpressure")
+COMMITS = Counter(P + "commits_total", "Offset commits", ["result"])
+
+STALL_SECONDS = 120.0
+
+
+class Health:
+    def __init__(self) -> None:
+        self.ready = False
+        self.last_beat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < STALL_SECONDS
+
+
+HEALTH = Health()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/metrics":
+            self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            ok = HEALTH.alive
+            self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+        elif path == "/readyz":
+            ok = HEALTH.ready
+            self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+        else:
+            self._reply(404, b"not found\n")
+
+    def _reply(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def serve(port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,296 @@
+"""Delivery of meter events to Amberflo ``/ingest``.
+
+``Sink.deliver(items)`` blocks until every item is either *delivered* (HTTP 200) or *rejected*
+(Amberflo refused that very event: it becomes a dead letter), and returns the two lists.  It
+never returns with an item in neither list: transient failures are retried inside, and what
+cannot be retried raises.
+
+How each response is handled (see also README "Failure handling"):
+
+=====================  ========================================================================
+200 (any 2xx)           delivered
+400                     bisect the batch until the offending events are alone; those are
+                        rejected (stage ``sink``), the rest delivered
+413                     halve the batch and retry; a single event still too large is rejected
+401, 403                ``FatalError``: stop, commit nothing more, dead-letter nothing
+other 4xx (404, 405…)   ``FatalError``: a misconfigured URL must not dead-letter the world
+429, 503                back off at least ``Retry-After`` (seconds or HTTP-date), then retry
+other 5xx, 408,         exponential backoff with jitter (``retry_initial_s`` … ``retry_max_s``),
+timeouts, connection    for ``retry_timeout_s`` (default: forever), then ``FatalError``
+=====================  ========================================================================
+
+Re-sending is always safe: events carry deterministic uniqueIds and Amberflo discards an
+identical re-sent event.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from connector import __version__, metrics
+from connector.checkpoint import PartitionState
+from connector.errors import ConnectorError, FatalError, RecordError, RetryableError, ThrottledError
+from connector.records import MeterEvent, SourceRecord
+from connector.settings import Settings
+
+log = logging.getLogger("connector.sink")
+
+
+@dataclass(slots=True)
+class Item:
+    """One meter event on its way, with the record it came from (for the watermark and DLQ)."""
+
+    event: MeterEvent
+    record: SourceRecord
+    state: PartitionState
+
+
+@dataclass(slots=True)
+class Outcome:
+    delivered: list[Item] = field(default_factory=list)
+    rejected: list[tuple[Item, RecordError]] = field(default_factory=list)
+
+
+class Abandoned(ConnectorError):
+    """Retrying stopped because the worker is shutting down; nothing of the batch is done."""
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def classify(status: int, headers: dict[str, str] | None, body: str, url: str) -> Exception | None:
+    """The exception that a response means (None: success). Pure, so it is unit-tested."""
+    if 200 <= status < 300:
+        return None
+    snippet = " ".join(body.split())[:300]
+    if status in (400, 413):
+        return _Rejected(status, f"HTTP {status}: {snippet}")
+    if status in (401, 403):
+        return FatalError(
+            f"Amberflo rejected the API key (HTTP {status} from {url}); check "
+            "CONNECTOR_AMBERFLO__API_KEY"
+        )
+    if status in (429, 503):
+        retry_after = parse_retry_after((headers or {}).get("Retry-After"))
+        return ThrottledError(
+            f"HTTP {status} from {url}", http_status=status, retry_after=retry_after
+        )
+    if status >= 500 or status == 408:
+        return RetryableError(f"HTTP {status} from {url}: {snippet}", http_status=status)
+    return FatalError(f"unexpected HTTP {status} from {url}: {snippet}")
+
+
+class Sink:
+    """Thread-safe: ``deliver`` is called from several threads (``max_in_flight``)."""
+
+    def __init__(self, settings: Settings, abort: threading.Event | None = None) -> None:
+        self._cfg = settings.sink
+        self.url = settings.amberflo.effective_ingest_url + "/ingest"
+        self._headers = {
+            "X-API-KEY": settings.amberflo.api_key.get_secret_value(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"amberflo-kafka-connector/{__version__}",
+        }
+        if self._cfg.gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self.abort = abort or threading.Event()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.backing_off = 0  # threads currently waiting to retry
+        self._last_stuck_log = 0.0
+        timeout = self._cfg.retry_timeout_s
+        self._stop = stop_when_event_set(self.abort) | (
+            stop_after_delay(timeout) if timeout is not None else stop_never
+        )
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._cfg.retry_initial_s, max=self._cfg.retry_max_s
+        )
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update(self._headers)
+            self._local.session = session
+        return session
+
+    def encode(self, events: Sequence[MeterEvent]) -> bytes:
+        body = orjson.dumps([e.payload() for e in events])
+        if self._cfg.gzip:
+            body = gzip.compress(body, compresslevel=self._cfg.gzip_level, mtime=0)
+        return body
+
+    def _post(self, items: Sequence[Item]) -> None:
+        body = self.encode([it.event for it in items])
+        started = time.perf_counter()
+        try:
+            resp = self._session().post(self.url, data=body, timeout=self._cfg.request_timeout_s)
+        except requests.Timeout as exc:
+            metrics.REQUESTS.labels(status="timeout").inc()
+            raise RetryableError(
+                f"timeout after {self._cfg.request_timeout_s}s: {self.url}"
+            ) from exc
+        except requests.RequestException as exc:
+            metrics.REQUESTS.labels(status="error").inc()
+            raise RetryableError(f"cannot reach {self.url}: {type(exc).__name__}") from exc
+        metrics.REQUESTS.labels(status=str(resp.status_code)).inc()
+        metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        error = classify(resp.status_code, dict(resp.headers), resp.text, self.url)
+        if error is not None:
+            raise error
+
+    # -- retry policy ---------------------------------------------------------------------
+    def _wait(self, rs: RetryCallState) -> float:
+        delay = float(self._backoff(rs))
+        exc = rs.outcome.exception() if rs.outcome else None
+        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    def _before_sleep(self, rs: RetryCallState) -> None:
+        exc = rs.outcome.exception() if rs.outcome else None
+        elapsed = rs.seconds_since_start or 0.0
+        now = time.monotonic()
+        with self._lock:
+            stuck_log_due = elapsed >= 60 and now - self._last_stuck_log >= 60
+            if stuck_log_due:
+                self._last_stuck_log = now
+        if stuck_log_due:
+            log.error(
+                "ingest has been failing for %.0fs (attempt %d): %s; partitions stay paused, "
+                "nothing is committed past the failing records",
+                elapsed,
+                rs.attempt_number,
+                exc,
+            )
+        else:
+            log.warning("ingest attempt %d failed: %s; retrying", rs.attempt_number, exc)
+        metrics.RETRIES.inc()
+
+    def _sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.backing_off += 1
+            metrics.BACKING_OFF.set(self.backing_off)
+        try:
+            self.abort.wait(seconds)
+        finally:
+            with self._lock:
+                self.backing_off -= 1
+                metrics.BACKING_OFF.set(self.backing_off)
+
+    def _send(self, items: Sequence[Item]) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableError),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            retrying(self._post, items)
+        except RetryableError as exc:
+            if self.abort.is_set():
+                raise Abandoned("shutting down while retrying") from exc
+            raise FatalError(
+                f"ingest kept failing for {time.monotonic() - started:.0f}s "
+                f"(CONNECTOR_SINK__RETRY_TIMEOUT_S): {exc}"
+            ) from exc
+
+    # -- public -------------------------------------------------------------------------
+    def deliver(self, items: Sequence[Item]) -> Outcome:
+        """Deliver or reject every item (see the module table). Raises Fatal/Abandoned."""
+        outcome = Outcome()
+        stack: list[Sequence[Item]] = [items]
+        while stack:
+            chunk = stack.pop()
+            if self.abort.is_set():
+                raise Abandoned("shutting down")
+            try:
+                self._send(chunk)
+            except _Rejected as rej:
+                if len(chunk) == 1:
+                    error = RecordError("sink", str(rej), http_status=rej.status)
+                    outcome.rejected.append((chunk[0], error))
+                else:
+                    mid = len(chunk) // 2
+                    stack.append(chunk[mid:])
+                    stack.append(chunk[:mid])
+                continue
+            outcome.delivered.extend(chunk)
+        return outcome
+
+
+def check_credentials(settings: Settings, timeout_s: float) -> None:
+    """Fail fast on a wrong key or an unreachable Amberflo before consuming anything.
+
+    Asks ``GET /customers?customerId=…`` (200 with ``{}`` for an unknown customer); retries
+    connection errors and 5xx until ``timeout_s``, then raises ``FatalError`` naming the URL.
+    """
+    base = settings.amberflo.base_url
+    url = f"{base}/customers"
+    headers = {
+        "X-API-KEY": settings.amberflo.api_key.get_secret_value(),
+        "Accept": "application/json",
+    }
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            resp = requests.get(
+                url, params={"customerId": "amberflo-connector-probe"}, headers=headers, timeout=10
+            )
+            error = classify(resp.status_code, dict(resp.headers), resp.text, url)
+            problem = str(error) if error else None
+            if error is None:
+                return
+            if isinstance(error, FatalError):
+                raise error
+        except requests.RequestException as exc:
+            problem = f"cannot reach Amberflo at {base} (CONNECTOR_AMBERFLO__BASE_URL): {exc}"
+        if time.monotonic() >= deadline:
+            raise FatalError(problem)
+        time.sleep(1.0)

@@ -1,0 +1,138 @@
+"""The Kafka side: a confluent-kafka consumer with manual, synchronous commits.
+
+Offsets are never committed automatically (``enable.auto.commit=false``): the worker commits
+the checkpoint's watermarks through ``commit()``.  Rebalance callbacks are forwarded to the
+worker, which decides what is committed on revoke and that nothing is on loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from connector import metrics
+from connector.dlq import client_config
+from connector.errors import FatalError
+from connector.settings import Settings
+
+log = logging.getLogger("connector.source")
+
+Rebalance = Callable[[list[tuple[str, int]]], None]
+
+
+class Source:
+    def __init__(
+        self,
+        settings: Settings,
+        on_assign: Rebalance,
+        on_revoke: Rebalance,
+        on_lost: Rebalance,
+    ) -> None:
+        self._settings = settings
+        k = settings.kafka
+        self._conf: dict[str, Any] = {
+            **client_config(settings),
+            "group.id": k.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": k.assignment_strategy,
+            "queued.max.messages.kbytes": k.fetch_queue_kbytes,
+            "client.id": "amberflo-connector",
+            "error_cb": self._on_error,
+            **k.consumer,
+        }
+        self._callbacks = (on_assign, on_revoke, on_lost)
+        self.consumer = Consumer(self._conf)
+        self.paused = False
+        self.fatal: KafkaError | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Wait for the brokers (``startup_timeout_s``), check the topics, subscribe."""
+        k = self._settings.kafka
+        deadline = time.monotonic() + k.startup_timeout_s
+        while True:
+            try:
+                meta = self.consumer.list_topics(timeout=min(5.0, k.startup_timeout_s))
+                break
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise FatalError(
+                        f"cannot reach Kafka at {k.bootstrap_servers} "
+                        f"(CONNECTOR_KAFKA__BOOTSTRAP_SERVERS) for {k.startup_timeout_s:.0f}s: "
+                        f"{exc.args[0] if exc.args else exc}"
+                    ) from exc
+        missing = [t for t in k.topics if not t.startswith("^") and t not in meta.topics]
+        if missing:
+            raise FatalError(
+                f"topic(s) {', '.join(missing)} do not exist on {k.bootstrap_servers} "
+                "(CONNECTOR_KAFKA__TOPICS)"
+            )
+        assign, revoke, lost = self._callbacks
+        self.consumer.subscribe(
+            list(k.topics),
+            on_assign=lambda _c, parts: assign(_keys(parts)),
+            on_revoke=lambda _c, parts: revoke(_keys(parts)),
+            on_lost=lambda _c, parts: lost(_keys(parts)),
+        )
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the consumer: %s", exc)
+
+    # -- data -----------------------------------------------------------------------------
+    def poll(self, max_records: int, timeout: float) -> list[Message]:
+        messages: list[Message] = self.consumer.consume(max_records, timeout)
+        if self.fatal is not None:
+            raise FatalError(f"Kafka client failed: {self.fatal.str()}")
+        return messages
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal = err
+        log.warning("kafka: %s", err.str())
+
+    # -- flow control ---------------------------------------------------------------------
+    def pause(self) -> None:
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.pause(parts)
+        if not self.paused:
+            log.info("pausing consumption (backpressure)")
+        self.paused = True
+        metrics.PAUSED.set(1)
+
+    def resume(self) -> None:
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.resume(parts)
+        if self.paused:
+            log.info("resuming consumption")
+        self.paused = False
+        metrics.PAUSED.set(0)
+
+    def commit(self, offsets: list[tuple[str, int, int]]) -> bool:
+        """Synchronously commit; False (logged) when the broker refused (retried next time)."""
+        if not offsets:
+            return True
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
+            )
+        except KafkaException as exc:
+            metrics.COMMITS.labels(result="failed").inc()
+            log.warning("offset commit failed (will retry): %s", exc)
+            return False
+        metrics.COMMITS.labels(result="ok").inc()
+        return True
+
+
+def _keys(parts: list[TopicPartition]) -> list[tuple[str, int]]:
+    return [(p.topic, p.partition) for p in parts]

@@ -1,0 +1,290 @@
+"""The loop that wires the stages: consume → decode → transform → batch → deliver → commit.
+
+Delivery contract
+-----------------
+* A record is *done* when all its meter events got HTTP 200 from Amberflo, or its dead letter
+  was acknowledged by the DLQ topic.  Offsets are committed synchronously, every
+  ``commit_interval_ms``, on revoke and on shutdown, and only up to the lowest record of the
+  partition that is not done (``checkpoint``).
+* On revoke, the revoked partitions' in-flight work gets ``shutdown_timeout_s`` to finish, then
+  what is done is committed and the rest abandoned (the next owner re-reads it; deterministic
+  uniqueIds make the overlap a no-op at Amberflo).  On loss nothing is committed.
+* At most ``max_buffered_records`` records are held; beyond that, or while a request is
+  backing off (429/503/5xx), every assigned partition is paused while polling continues.
+* First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``,
+  commit, close.  A second signal exits at once without committing.
+* A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
+
+Only the main thread touches the consumer, the checkpoint and the DLQ producer; ``max_in_flight``
+daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from types import FrameType
+from typing import cast
+
+from confluent_kafka import KafkaError, Message
+
+from connector import metrics
+from connector.checkpoint import Checkpoint, PartitionState
+from connector.decode import decode_json
+from connector.dlq import DeadLetterPublisher, ensure_topics
+from connector.errors import FatalError, RecordError
+from connector.records import DeadLetter, SourceRecord
+from connector.settings import Settings
+from connector.sink import Abandoned, Item, Outcome, Sink, check_credentials
+from connector.source import Source
+from connector.transform import UniqueIds, map_native
+
+log = logging.getLogger("connector.worker")
+
+_Result = Outcome | BaseException
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.checkpoint = Checkpoint()
+        self.sink = Sink(settings)
+        self.dlq = DeadLetterPublisher(settings)
+        self.ids = UniqueIds(settings.unique_id_namespace)
+        self.source = Source(settings, self._on_assign, self._on_revoke, self._on_lost)
+        self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._batch: list[Item] = []
+        self._batch_started = 0.0
+        self._last_commit = time.monotonic()
+        self._commit_allowed = True
+        self._threads = [
+            threading.Thread(target=self._deliver_loop, name=f"sink-{i}", daemon=True)
+            for i in range(settings.sink.max_in_flight)
+        ]
+
+    # -- signals --------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            if self.stopping.is_set():
+                log.warning("second signal: exiting at once, nothing more is committed")
+                os._exit(128 + signum)
+            log.info("signal %d: finishing in-flight work, then committing", signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised)."""
+        cfg = self.settings
+        check_credentials(cfg, cfg.kafka.startup_timeout_s)
+        self.source.start()
+        if cfg.dlq.topic:
+            ensure_topics(cfg, {cfg.dlq.topic})
+        else:
+            ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
+        for t in self._threads:
+            t.start()
+        metrics.HEALTH.ready = True
+        log.info(
+            "consuming %s as group %s → %s",
+            ",".join(cfg.kafka.topics),
+            cfg.kafka.group_id,
+            self.sink.url,
+        )
+        try:
+            while not self.stopping.is_set():
+                self._step()
+        except BaseException:
+            self._commit_allowed = False
+            self.sink.abort.set()
+            self.source.close()
+            raise
+        finally:
+            metrics.HEALTH.ready = False
+        self._shutdown()
+
+    def _step(self) -> None:
+        metrics.HEALTH.heartbeat()
+        linger = self.settings.sink.linger_ms / 1000
+        timeout = 0.1
+        if self._batch:
+            timeout = min(timeout, max(0.0, self._batch_started + linger - time.monotonic()))
+        for message in self.source.poll(self.settings.kafka.poll_batch, timeout):
+            self._handle(message)
+        if self._batch and (
+            len(self._batch) >= self.settings.sink.batch_size
+            or time.monotonic() - self._batch_started >= linger
+        ):
+            self._flush()
+        self._drain()
+        self.dlq.poll(0)
+        if time.monotonic() - self._last_commit >= self.settings.kafka.commit_interval_ms / 1000:
+            self._commit()
+        self._backpressure()
+
+    def _handle(self, message: Message) -> None:
+        err = message.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                raise FatalError(f"Kafka consumer error: {err.str()}")
+            log.warning("consumer error: %s", err.str())
+            return
+        metrics.RECORDS.inc()
+        # Without an error, a message always has its coordinates.
+        topic = cast(str, message.topic())
+        partition = cast(int, message.partition())
+        offset = cast(int, message.offset())
+        _ts_type, ts = message.timestamp()
+        headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+        record = SourceRecord(
+            topic, partition, offset, ts, message.key(), message.value(), tuple(headers or ())
+        )
+        state = self.checkpoint.get(topic, partition)
+        try:
+            events = map_native(record, decode_json(record.value), self.ids)
+        except RecordError as exc:
+            state.track(offset, 1)
+            self._dead_letter(record, exc, state)
+            return
+        state.track(offset, len(events))
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        batch_size = self.settings.sink.batch_size
+        for event in events:
+            self._batch.append(Item(event, record, state))
+            if len(self._batch) >= batch_size:
+                self._flush()
+
+    def _dead_letter(self, record: SourceRecord, exc: RecordError, state: PartitionState) -> None:
+        letter = DeadLetter(record, exc.stage, type(exc).__name__, str(exc), exc.http_status)
+        offset = record.offset
+        self.dlq.publish(letter, lambda: state.done(offset))
+
+    # -- delivery -------------------------------------------------------------------------
+    def _flush(self) -> None:
+        if self._batch:
+            self._jobs.put(self._batch)
+            self._in_flight += 1
+            self._batch = []
+
+    def _deliver_loop(self) -> None:
+        while True:
+            items = self._jobs.get()
+            if items is None:
+                return
+            result: _Result
+            try:
+                result = self.sink.deliver(items)
+            except BaseException as exc:  # handed to the main thread, which decides
+                result = exc
+            self._done.put(result)
+
+    def _drain(self, wait: float = 0.0) -> None:
+        """Apply finished deliveries to the checkpoint; re-raise a delivery's FatalError."""
+        block = wait > 0
+        while True:
+            try:
+                result = self._done.get(block, wait) if block else self._done.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            self._in_flight -= 1
+            if isinstance(result, Abandoned):
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            metrics.EVENTS.inc(len(result.delivered))
+            for item in result.delivered:
+                item.state.done(item.record.offset)
+            for item, error in result.rejected:
+                self._dead_letter(item.record, error, item.state)
+
+    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        if not self._commit_allowed:
+            return
+        offsets = self.checkpoint.to_commit(only)
+        if offsets and self.source.commit(offsets):
+            for t, p, o in offsets:
+                self.checkpoint.committed(t, p, o)
+        metrics.BUFFERED.set(self.checkpoint.pending_records)
+
+    def _backpressure(self) -> None:
+        limit = self.settings.sink.max_buffered_records
+        buffered = self.checkpoint.pending_records
+        if buffered >= limit or self.sink.backing_off:
+            if not self.source.paused or self._repause:
+                self.source.pause()
+                self._repause = False
+        elif self.source.paused and buffered <= limit // 2:
+            self.source.resume()
+
+    _repause = False
+
+    def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
+        """Drain completions until the given partitions (None: all) have nothing pending."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [s for k, s in self.checkpoint.partitions.items() if keys is None or k in keys]
+            if not any(s.pending for s in states):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            metrics.HEALTH.heartbeat()
+            self._drain(0.05)
+            self.dlq.poll(0)
+
+    # -- rebalance ------------------------------------------------------------------------
+    def _on_assign(self, parts: list[tuple[str, int]]) -> None:
+        log.info("assigned %s", _fmt(parts))
+        for topic, partition in parts:
+            self.checkpoint.assign(topic, partition)
+        if self.source.paused:
+            self._repause = True
+
+    def _on_revoke(self, parts: list[tuple[str, int]]) -> None:
+        log.info("revoked %s", _fmt(parts))
+        keys = set(parts)
+        if self._commit_allowed:
+            self._flush()
+            if not self._wait_for(keys, self.settings.shutdown_timeout_s):
+                log.warning("revoke: abandoning unfinished work of %s (not committed)", _fmt(parts))
+            self._commit(keys)
+        for topic, partition in parts:
+            self.checkpoint.revoke(topic, partition)
+
+    def _on_lost(self, parts: list[tuple[str, int]]) -> None:
+        log.warning("lost %s: nothing of them is committed", _fmt(parts))
+        for topic, partition in parts:
+            self.checkpoint.revoke(topic, partition)
+
+    # -- shutdown -------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        timeout = self.settings.shutdown_timeout_s
+        self._flush()
+        finished = self._wait_for(None, timeout)
+        if not finished:
+            log.warning("shutdown: in-flight work did not finish within %.0fs", timeout)
+        self.sink.abort.set()
+        self._commit()
+        self._commit_allowed = False  # close() revokes; everything committable is committed
+        self.source.close()
+        self.dlq.flush(1.0)
+        for _ in self._threads:
+            self._jobs.put(None)
+        log.info("stopped")
+
+
+def _fmt(parts: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in parts) or "nothing"

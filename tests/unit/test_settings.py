@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+
+from connector.errors import ConfigError
+from connector.settings import Settings, load_settings
+
+BASE = {"CONNECTOR_KAFKA__TOPICS": "usage", "CONNECTOR_AMBERFLO__API_KEY": "secret-key"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(__import__("os").environ):
+        if key.startswith("CONNECTOR_"):
+            monkeypatch.delenv(key)
+    for k, v in BASE.items():
+        monkeypatch.setenv(k, v)
+    return monkeypatch
+
+
+def test_defaults(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.kafka.group_id == "amberflo-connector"
+    assert s.sink.batch_size == 500 and s.sink.linger_ms == 200 and s.sink.max_in_flight == 4
+    assert s.sink.max_buffered_records == 50_000 and s.sink.gzip is True
+    assert s.kafka.commit_interval_ms == 1000 and s.shutdown_timeout_s == 25
+    assert s.amberflo.base_url == "https://app.amberflo.io"
+    assert s.amberflo.effective_ingest_url == "https://app.amberflo.io"
+    assert s.dlq_topic_for("usage") == "usage.dlq"
+    assert s.sink.retry_timeout_s is None
+
+
+def test_topics_comma_or_json(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONNECTOR_KAFKA__TOPICS", " a, b ,^c.* ")
+    assert load_settings().kafka.topics == ["a", "b", "^c.*"]
+    env.setenv("CONNECTOR_KAFKA__TOPICS", '["x", "y"]')
+    assert load_settings().kafka.topics == ["x", "y"]
+
+
+def test_consumer_passthrough_map(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONNECTOR_KAFKA__CONSUMER", '{"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}')
+    assert load_settings().kafka.consumer == {"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}
+
+
+def test_api_key_is_secret(env: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert "secret-key" not in repr(s) and "secret-key" not in str(s.amberflo)
+    assert s.amberflo.api_key.get_secret_value() == "secret-key"
+
+
+def test_bad_values_one_line_each_naming_the_env_var(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONNECTOR_SINK__BATCH_SIZE", "0")
+    env.setenv("CONNECTOR_AMBERFLO__BASE_URL", "ftp://x")
+    env.setenv("CONNECTOR_SINK__GZIP", "maybe")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    lines = str(info.value).splitlines()
+    assert "CONNECTOR_SINK__BATCH_SIZE: must be between 1 and 1000 (got 0)" in lines
+    assert any(line.startswith("CONNECTOR_AMBERFLO__BASE_URL: must start with http") for line in lines)
+    assert any(line.startswith("CONNECTOR_SINK__GZIP: ") for line in lines)
+    assert len(lines) == 3
+    assert info.value.exit_code == 2
+
+
+def test_missing_required(env: pytest.MonkeyPatch) -> None:
+    env.delenv("CONNECTOR_AMBERFLO__API_KEY")
+    env.delenv("CONNECTOR_KAFKA__TOPICS")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).splitlines() == [
+        "CONNECTOR_KAFKA__TOPICS: is required",
+        "CONNECTOR_AMBERFLO__API_KEY: is required",
+    ]
+
+
+def test_yaml_file_and_env_override(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  group_id: from-file\n  topics: [f1]\nsink:\n  batch_size: 100\n")
+    env.delenv("CONNECTOR_KAFKA__TOPICS")
+    env.setenv("CONNECTOR_SINK__BATCH_SIZE", "200")
+    s = load_settings(cfg)
+    assert s.kafka.group_id == "from-file" and s.kafka.topics == ["f1"]
+    assert s.sink.batch_size == 200
+    env.setenv("CONNECTOR_CONFIG_FILE", str(cfg))
+    assert load_settings().kafka.group_id == "from-file"
+
+
+def test_bad_yaml_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(bad)
+
+
+def test_unknown_key_in_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sink:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError, match=r"CONNECTOR_SINK__BATCHSIZE: is not a known setting"):
+        load_settings(cfg)
+
+
+def test_namespace_uuid_or_text() -> None:
+    a = Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"},
+                 transform={"unique_id_namespace": "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"})
+    assert str(a.unique_id_namespace) == "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"
+    b = Settings(kafka={"topics": ["t"], "group_id": "g2"}, amberflo={"api_key": "k"})
+    c = Settings(kafka={"topics": ["t"], "group_id": "g3"}, amberflo={"api_key": "k"})
+    assert b.unique_id_namespace != c.unique_id_namespace

@@ -1,0 +1,115 @@
+import uuid
+
+import pytest
+
+from connector.errors import RecordError
+from connector.records import MeterEvent, SourceRecord
+from connector.settings import Settings
+from connector.transform import ORIGIN_HEADER, UniqueIds, coordinates, map_native
+
+NS = uuid.UUID("6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11")
+IDS = UniqueIds(NS)
+
+
+def rec(offset: int = 7, topic: str = "usage", partition: int = 2, ts: int = 1_700_000_000_000,
+        headers: tuple[tuple[str, bytes | None], ...] = ()) -> SourceRecord:
+    return SourceRecord(topic, partition, offset, ts, None, b"{}", headers)
+
+
+def test_derived_id_is_uuid5_of_coordinates_and_meter() -> None:
+    assert IDS.derive("usage/2/7", "api-calls") == str(uuid.uuid5(NS, "usage/2/7/api-calls"))
+
+
+def test_golden_unique_id_never_changes() -> None:
+    # Frozen output of the default namespace (group "amberflo-connector"). If this changes,
+    # every replay after an upgrade would count twice: never update the literal.
+    settings = Settings(kafka={"topics": ["usage"]}, amberflo={"api_key": "k"})
+    ids = UniqueIds(settings.unique_id_namespace)
+    assert ids.derive("usage/0/0", "api-calls") == "cfa83b91-4b21-5152-8296-3a9076558162"
+
+
+def test_minimal_record_gets_defaults() -> None:
+    [ev] = map_native(rec(), {"customerId": "c1", "meterApiName": "api-calls"}, IDS)
+    assert ev == MeterEvent("c1", "api-calls", 1, 1_700_000_000_000,
+                            str(uuid.uuid5(NS, "usage/2/7/api-calls")))
+    assert ev.payload() == {
+        "customerId": "c1", "meterApiName": "api-calls", "meterValue": 1,
+        "meterTimeInMillis": 1_700_000_000_000, "uniqueId": ev.unique_id,
+    }
+
+
+def test_same_record_same_events_byte_for_byte() -> None:
+    value = {"customerId": "c1", "meterApiName": "m", "meterValue": 2.5,
+             "dimensions": {"region": "eu"}, "values": None}
+    assert map_native(rec(), value, IDS) == map_native(rec(), dict(value), IDS)
+
+
+@pytest.mark.parametrize("other", [rec(offset=8), rec(topic="usage2"), rec(partition=3)])
+def test_other_coordinates_other_ids(other: SourceRecord) -> None:
+    value = {"customerId": "c1", "meterApiName": "m"}
+    assert map_native(rec(), value, IDS)[0].unique_id != map_native(other, value, IDS)[0].unique_id
+
+
+def test_other_namespace_other_ids() -> None:
+    value = {"customerId": "c1", "meterApiName": "m"}
+    other = UniqueIds(uuid.uuid4())
+    assert map_native(rec(), value, IDS)[0].unique_id != map_native(rec(), value, other)[0].unique_id
+
+
+def test_given_unique_id_is_kept() -> None:
+    [ev] = map_native(rec(), {"customerId": "c", "meterApiName": "m", "uniqueId": "evt-1"}, IDS)
+    assert ev.unique_id == "evt-1"
+
+
+def test_values_expand_with_distinct_ids() -> None:
+    events = map_native(rec(), {"customerId": "c", "values": {"a": 1, "b": 2.5}}, IDS)
+    assert [(e.meter_api_name, e.meter_value) for e in events] == [("a", 1), ("b", 2.5)]
+    assert events[0].unique_id == str(uuid.uuid5(NS, "usage/2/7/a"))
+    assert events[1].unique_id == str(uuid.uuid5(NS, "usage/2/7/b"))
+    given = map_native(rec(), {"customerId": "c", "uniqueId": "u", "values": {"a": 1, "b": 2}}, IDS)
+    assert [e.unique_id for e in given] == ["u:a", "u:b"]
+
+
+def test_origin_header_wins_for_replayed_records() -> None:
+    replayed = rec(offset=99, topic="usage", headers=((ORIGIN_HEADER, b"usage/2/7"),))
+    assert coordinates(replayed) == "usage/2/7"
+    value = {"customerId": "c", "meterApiName": "m"}
+    assert map_native(replayed, value, IDS) == map_native(rec(), value, IDS)
+
+
+def test_explicit_time_and_dimensions() -> None:
+    [ev] = map_native(rec(), {"customerId": "c", "meterApiName": "m", "meterTimeInMillis": 5.0,
+                              "dimensions": {"a": "x"}}, IDS)
+    assert ev.time_ms == 5 and isinstance(ev.time_ms, int)
+    assert ev.payload()["dimensions"] == {"a": "x"}
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ([1, 2], "record"),
+        ({"meterApiName": "m"}, "customerId"),
+        ({"customerId": "", "meterApiName": "m"}, "customerId"),
+        ({"customerId": "c"}, "meterApiName"),
+        ({"customerId": "c", "meterApiName": "m", "meterValue": "3"}, "meterValue"),
+        ({"customerId": "c", "meterApiName": "m", "meterValue": True}, "meterValue"),
+        ({"customerId": "c", "meterApiName": "m", "meterTimeInMillis": -1}, "meterTimeInMillis"),
+        ({"customerId": "c", "meterApiName": "m", "meterTimeInMillis": "x"}, "meterTimeInMillis"),
+        ({"customerId": "c", "meterApiName": "m", "dimensions": {"a": 1}}, "dimensions.a"),
+        ({"customerId": "c", "meterApiName": "m", "dimensions": []}, "dimensions"),
+        ({"customerId": "c", "meterApiName": "m", "uniqueId": 5}, "uniqueId"),
+        ({"customerId": "c", "values": {}}, "values"),
+        ({"customerId": "c", "values": {"a": "x"}}, "values.a"),
+    ],
+)
+def test_bad_records_name_field_and_rule(value: object, field: str) -> None:
+    with pytest.raises(RecordError) as info:
+        map_native(rec(), value, IDS)
+    assert info.value.stage == "transform"
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_missing_time_without_kafka_timestamp() -> None:
+    with pytest.raises(RecordError, match="meterTimeInMillis"):
+        map_native(rec(ts=-1), {"customerId": "c", "meterApiName": "m"}, IDS)
