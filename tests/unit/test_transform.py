@@ -113,3 +113,10 @@ def test_bad_records_name_field_and_rule(value: object, field: str) -> None:
 def test_missing_time_without_kafka_timestamp() -> None:
     with pytest.raises(RecordError, match="meterTimeInMillis"):
         map_native(rec(ts=-1), {"customerId": "c", "meterApiName": "m"}, IDS)
+
+
+def test_fast_derivation_equals_uuid5_for_many_names() -> None:
+    for i in range(2000):
+        ns = uuid.uuid5(uuid.NAMESPACE_DNS, str(i))
+        name = f"topic-{i}/{i % 7}/{i * 31}"
+        assert UniqueIds(ns).derive(name, f"m{i}") == str(uuid.uuid5(ns, f"{name}/m{i}"))
