@@ -19,11 +19,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
-def produce(bootstrap: str, topic: str, values: Iterable[Any], partition: int | None = None,
-            headers: list[tuple[str, bytes]] | None = None) -> int:
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[Any],
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> int:
     """Produce JSON values (bytes are sent as they are); returns how many were acked."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
-                         "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    )
     acked = 0
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -53,12 +59,21 @@ def produce(bootstrap: str, topic: str, values: Iterable[Any], partition: int | 
     return n
 
 
-def usage_records(meter: str, n: int, customers: int = 5, value: Callable[[int], float] = lambda i: 1,
-                  t0: int = 1_767_225_600_000) -> list[dict[str, Any]]:
+def usage_records(
+    meter: str,
+    n: int,
+    customers: int = 5,
+    value: Callable[[int], float] = lambda i: 1,
+    t0: int = 1_767_225_600_000,
+) -> list[dict[str, Any]]:
     """n native records for `meter`, spread over `customers` customers, one second apart."""
     return [
-        {"customerId": f"{meter}-c{i % customers}", "meterApiName": meter, "meterValue": value(i),
-         "meterTimeInMillis": t0 + i * 1000}
+        {
+            "customerId": f"{meter}-c{i % customers}",
+            "meterApiName": meter,
+            "meterValue": value(i),
+            "meterTimeInMillis": t0 + i * 1000,
+        }
         for i in range(n)
     ]
 
@@ -80,8 +95,11 @@ class Emu:
 
     def totals(self, meter: str) -> dict[tuple[str, str], float]:
         rows = self.s.get(f"{self.base_url}/_emulator/totals", timeout=10).json()["totals"]
-        return {(r["meterApiName"], r["customerId"]): r["sum"] for r in rows
-                if r["meterApiName"] == meter}
+        return {
+            (r["meterApiName"], r["customerId"]): r["sum"]
+            for r in rows
+            if r["meterApiName"] == meter
+        }
 
     def count(self, meter: str) -> int:
         rows = self.s.get(f"{self.base_url}/_emulator/totals", timeout=10).json()["totals"]
@@ -97,23 +115,26 @@ class Emu:
         self.s.delete(f"{self.base_url}/_emulator/faults", timeout=10).raise_for_status()
 
 
-def connector_env(bootstrap: str, topic: str, emu_url: str, api_key: str, group: str,
-                  **extra: str) -> dict[str, str]:
+def connector_env(
+    bootstrap: str, topic: str, emu_url: str, api_key: str, group: str, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update({
-        "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "CONNECTOR_KAFKA__TOPICS": topic,
-        "CONNECTOR_KAFKA__GROUP_ID": group,
-        "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
-        "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "10",
-        "CONNECTOR_AMBERFLO__API_KEY": api_key,
-        "CONNECTOR_AMBERFLO__BASE_URL": emu_url,
-        "CONNECTOR_METRICS_PORT": "0",
-        "CONNECTOR_SINK__LINGER_MS": "50",
-        "CONNECTOR_SINK__RETRY_INITIAL_S": "0.1",
-        "CONNECTOR_SINK__RETRY_MAX_S": "1",
-        "CONNECTOR_SHUTDOWN_TIMEOUT_S": "10",
-    })
+    env.update(
+        {
+            "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "CONNECTOR_KAFKA__TOPICS": topic,
+            "CONNECTOR_KAFKA__GROUP_ID": group,
+            "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
+            "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "10",
+            "CONNECTOR_AMBERFLO__API_KEY": api_key,
+            "CONNECTOR_AMBERFLO__BASE_URL": emu_url,
+            "CONNECTOR_METRICS_PORT": "0",
+            "CONNECTOR_SINK__LINGER_MS": "50",
+            "CONNECTOR_SINK__RETRY_INITIAL_S": "0.1",
+            "CONNECTOR_SINK__RETRY_MAX_S": "1",
+            "CONNECTOR_SHUTDOWN_TIMEOUT_S": "10",
+        }
+    )
     env.update(extra)
     return env
 
@@ -126,7 +147,9 @@ class ConnectorProcess:
         self._log = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "run", *(args or [])],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def signal(self, sig: int) -> None:
@@ -150,8 +173,9 @@ class ConnectorProcess:
         self._log.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.2) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -162,8 +186,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets (-1001 when none), read without joining the group."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return {tp.partition: tp.offset for tp in tps}
@@ -173,8 +196,15 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
 
 def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> list[Any]:
     """Read `expect` messages of a topic from the beginning (no group commits)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest", **FAST_GROUP})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **FAST_GROUP,
+        }
+    )
     c.subscribe([topic])
     out: list[Any] = []
     deadline = time.monotonic() + timeout

@@ -35,9 +35,17 @@ def start(
 ) -> Iterator[Callable[..., ConnectorProcess]]:
     procs: list[ConnectorProcess] = []
 
-    def _start(topic: str, group: str, args: list[str] | None = None, **extra: str) -> ConnectorProcess:
-        env = connector_env(kafka_broker, topic, amberflo_emulator.base_url,
-                            amberflo_emulator.api_key, group, **extra)
+    def _start(
+        topic: str, group: str, args: list[str] | None = None, **extra: str
+    ) -> ConnectorProcess:
+        env = connector_env(
+            kafka_broker,
+            topic,
+            amberflo_emulator.base_url,
+            amberflo_emulator.api_key,
+            group,
+            **extra,
+        )
         p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log", args)
         procs.append(p)
         return p
@@ -52,7 +60,9 @@ def meter() -> str:
 
 
 def test_every_record_counted_once_and_bad_ones_dead_lettered(
-    kafka_broker: str, topic_factory: Callable[..., str], emu: Emu,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     topic, m = topic_factory(4), meter()
@@ -67,15 +77,20 @@ def test_every_record_counted_once_and_bad_ones_dead_lettered(
     assert len(dead) == 3
     stages = sorted(dict(msg.headers())["amberflo.error.stage"].decode() for msg in dead)
     assert stages == ["decode", "transform", "transform"]
-    wait_until(lambda: sum(committed(kafka_broker, group, topic, 4).values()) == 3003, 15,
-               "every offset committed")
+    wait_until(
+        lambda: sum(committed(kafka_broker, group, topic, 4).values()) == 3003,
+        15,
+        "every offset committed",
+    )
     proc.signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert emu.count(m) == 3000  # nothing more appeared
 
 
 def test_kill_9_and_restart_counts_exactly_once(
-    kafka_broker: str, topic_factory: Callable[..., str], emu: Emu,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     topic, m = topic_factory(4), meter()
@@ -84,15 +99,26 @@ def test_kill_9_and_restart_counts_exactly_once(
     group = f"g-{m}"
     dup_before = emu.stats()["duplicates"]
     # A long commit interval guarantees ingested-but-uncommitted work at the moment of the kill.
-    first = start(topic, group, CONNECTOR_KAFKA__COMMIT_INTERVAL_MS="4000",
-                  CONNECTOR_SINK__BATCH_SIZE="100", CONNECTOR_SINK__MAX_IN_FLIGHT="1")
+    first = start(
+        topic,
+        group,
+        CONNECTOR_KAFKA__COMMIT_INTERVAL_MS="4000",
+        CONNECTOR_SINK__BATCH_SIZE="100",
+        CONNECTOR_SINK__MAX_IN_FLIGHT="1",
+    )
     wait_until(lambda: emu.count(m) >= 3000, 60, "some events stored")
     first.kill()
     stored_at_kill = emu.count(m)
     assert stored_at_kill < 20_000
     start(topic, group)
-    wait_until(lambda: emu.count(m) >= 20_000 and sum(
-        committed(kafka_broker, group, topic, 4).values()) == 20_000, 90, "all events stored")
+    wait_until(
+        lambda: (
+            emu.count(m) >= 20_000
+            and sum(committed(kafka_broker, group, topic, 4).values()) == 20_000
+        ),
+        90,
+        "all events stored",
+    )
     time.sleep(1)
     assert emu.count(m) == 20_000
     assert emu.totals(m) == pytest.approx(expected_totals(records))
@@ -100,7 +126,9 @@ def test_kill_9_and_restart_counts_exactly_once(
 
 
 def test_outage_commits_nothing_unstored_then_recovers(
-    kafka_broker: str, topic_factory: Callable[..., str], emu: Emu,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     topic, m = topic_factory(4), meter()
@@ -124,7 +152,9 @@ def test_outage_commits_nothing_unstored_then_recovers(
 
 
 def test_two_workers_split_partitions_and_one_stops(
-    kafka_broker: str, topic_factory: Callable[..., str], emu: Emu,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     topic, m = topic_factory(4), meter()
@@ -145,7 +175,9 @@ def test_two_workers_split_partitions_and_one_stops(
 
 
 def test_sigterm_under_load_exits_zero_and_restart_resumes(
-    kafka_broker: str, topic_factory: Callable[..., str], emu: Emu,
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     topic, m = topic_factory(4), meter()
@@ -153,8 +185,13 @@ def test_sigterm_under_load_exits_zero_and_restart_resumes(
     produce(kafka_broker, topic, records)
     group = f"g-{m}"
     # Backpressure keeps at most 1000 records in the process, so the stop interrupts the stream.
-    first = start(topic, group, CONNECTOR_SINK__MAX_IN_FLIGHT="1", CONNECTOR_SINK__BATCH_SIZE="100",
-                  CONNECTOR_SINK__MAX_BUFFERED_RECORDS="1000")
+    first = start(
+        topic,
+        group,
+        CONNECTOR_SINK__MAX_IN_FLIGHT="1",
+        CONNECTOR_SINK__BATCH_SIZE="100",
+        CONNECTOR_SINK__MAX_BUFFERED_RECORDS="1000",
+    )
     wait_until(lambda: emu.count(m) >= 2000, 60, "some events stored")
     t0 = time.monotonic()
     first.signal(signal.SIGTERM)

@@ -38,7 +38,9 @@ def test_topics_comma_or_json(env: pytest.MonkeyPatch) -> None:
 
 
 def test_consumer_passthrough_map(env: pytest.MonkeyPatch) -> None:
-    env.setenv("CONNECTOR_KAFKA__CONSUMER", '{"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}')
+    env.setenv(
+        "CONNECTOR_KAFKA__CONSUMER", '{"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}'
+    )
     assert load_settings().kafka.consumer == {"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}
 
 
@@ -56,7 +58,9 @@ def test_bad_values_one_line_each_naming_the_env_var(env: pytest.MonkeyPatch) ->
         load_settings()
     lines = str(info.value).splitlines()
     assert "CONNECTOR_SINK__BATCH_SIZE: must be between 1 and 1000 (got 0)" in lines
-    assert any(line.startswith("CONNECTOR_AMBERFLO__BASE_URL: must start with http") for line in lines)
+    assert any(
+        line.startswith("CONNECTOR_AMBERFLO__BASE_URL: must start with http") for line in lines
+    )
     assert any(line.startswith("CONNECTOR_SINK__GZIP: ") for line in lines)
     assert len(lines) == 3
     assert info.value.exit_code == 2
@@ -102,8 +106,11 @@ def test_unknown_key_in_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_namespace_uuid_or_text() -> None:
-    a = Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"},
-                 transform={"unique_id_namespace": "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"})
+    a = Settings(
+        kafka={"topics": ["t"]},
+        amberflo={"api_key": "k"},
+        transform={"unique_id_namespace": "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"},
+    )
     assert str(a.unique_id_namespace) == "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"
     b = Settings(kafka={"topics": ["t"], "group_id": "g2"}, amberflo={"api_key": "k"})
     c = Settings(kafka={"topics": ["t"], "group_id": "g3"}, amberflo={"api_key": "k"})
@@ -118,6 +125,10 @@ def test_configuration_reference_matches_the_code() -> None:
         "docs/configuration.md is stale: run `amberflo-connector config reference > "
         "docs/configuration.md`"
     )
-    for name in ("CONNECTOR_SINK__BATCH_SIZE", "CONNECTOR_DLQ__HEADER_STYLE",
-                 "CONNECTOR_TRANSFORM__UNIQUE_ID_NAMESPACE", "CONNECTOR_SHUTDOWN_TIMEOUT_S"):
+    for name in (
+        "CONNECTOR_SINK__BATCH_SIZE",
+        "CONNECTOR_DLQ__HEADER_STYLE",
+        "CONNECTOR_TRANSFORM__UNIQUE_ID_NAMESPACE",
+        "CONNECTOR_SHUTDOWN_TIMEOUT_S",
+    ):
         assert f"`{name}`" in doc.read_text()

@@ -41,8 +41,19 @@ def test_encode_is_gzip_json_array_and_deterministic() -> None:
     body = sink.encode(events)
     assert body == sink.encode(events)  # mtime=0: same bytes every time
     assert orjson.loads(gzip.decompress(body)) == [
-        {"customerId": "c", "meterApiName": "m", "meterValue": 1, "meterTimeInMillis": 5,
-         "uniqueId": "u1", "dimensions": {"d": "v"}},
-        {"customerId": "c", "meterApiName": "m", "meterValue": 2.5, "meterTimeInMillis": 6,
-         "uniqueId": "u2"},
+        {
+            "customerId": "c",
+            "meterApiName": "m",
+            "meterValue": 1,
+            "meterTimeInMillis": 5,
+            "uniqueId": "u1",
+            "dimensions": {"d": "v"},
+        },
+        {
+            "customerId": "c",
+            "meterApiName": "m",
+            "meterValue": 2.5,
+            "meterTimeInMillis": 6,
+            "uniqueId": "u2",
+        },
     ]

@@ -11,8 +11,13 @@ NS = uuid.UUID("6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11")
 IDS = UniqueIds(NS)
 
 
-def rec(offset: int = 7, topic: str = "usage", partition: int = 2, ts: int = 1_700_000_000_000,
-        headers: tuple[tuple[str, bytes | None], ...] = ()) -> SourceRecord:
+def rec(
+    offset: int = 7,
+    topic: str = "usage",
+    partition: int = 2,
+    ts: int = 1_700_000_000_000,
+    headers: tuple[tuple[str, bytes | None], ...] = (),
+) -> SourceRecord:
     return SourceRecord(topic, partition, offset, ts, None, b"{}", headers)
 
 
@@ -30,17 +35,26 @@ def test_golden_unique_id_never_changes() -> None:
 
 def test_minimal_record_gets_defaults() -> None:
     [ev] = map_native(rec(), {"customerId": "c1", "meterApiName": "api-calls"}, IDS)
-    assert ev == MeterEvent("c1", "api-calls", 1, 1_700_000_000_000,
-                            str(uuid.uuid5(NS, "usage/2/7/api-calls")))
+    assert ev == MeterEvent(
+        "c1", "api-calls", 1, 1_700_000_000_000, str(uuid.uuid5(NS, "usage/2/7/api-calls"))
+    )
     assert ev.payload() == {
-        "customerId": "c1", "meterApiName": "api-calls", "meterValue": 1,
-        "meterTimeInMillis": 1_700_000_000_000, "uniqueId": ev.unique_id,
+        "customerId": "c1",
+        "meterApiName": "api-calls",
+        "meterValue": 1,
+        "meterTimeInMillis": 1_700_000_000_000,
+        "uniqueId": ev.unique_id,
     }
 
 
 def test_same_record_same_events_byte_for_byte() -> None:
-    value = {"customerId": "c1", "meterApiName": "m", "meterValue": 2.5,
-             "dimensions": {"region": "eu"}, "values": None}
+    value = {
+        "customerId": "c1",
+        "meterApiName": "m",
+        "meterValue": 2.5,
+        "dimensions": {"region": "eu"},
+        "values": None,
+    }
     assert map_native(rec(), value, IDS) == map_native(rec(), dict(value), IDS)
 
 
@@ -53,7 +67,9 @@ def test_other_coordinates_other_ids(other: SourceRecord) -> None:
 def test_other_namespace_other_ids() -> None:
     value = {"customerId": "c1", "meterApiName": "m"}
     other = UniqueIds(uuid.uuid4())
-    assert map_native(rec(), value, IDS)[0].unique_id != map_native(rec(), value, other)[0].unique_id
+    assert (
+        map_native(rec(), value, IDS)[0].unique_id != map_native(rec(), value, other)[0].unique_id
+    )
 
 
 def test_given_unique_id_is_kept() -> None:
@@ -78,8 +94,16 @@ def test_origin_header_wins_for_replayed_records() -> None:
 
 
 def test_explicit_time_and_dimensions() -> None:
-    [ev] = map_native(rec(), {"customerId": "c", "meterApiName": "m", "meterTimeInMillis": 5.0,
-                              "dimensions": {"a": "x"}}, IDS)
+    [ev] = map_native(
+        rec(),
+        {
+            "customerId": "c",
+            "meterApiName": "m",
+            "meterTimeInMillis": 5.0,
+            "dimensions": {"a": "x"},
+        },
+        IDS,
+    )
     assert ev.time_ms == 5 and isinstance(ev.time_ms, int)
     assert ev.payload()["dimensions"] == {"a": "x"}
 
