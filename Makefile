@@ -33,9 +33,11 @@ demo: venv
 	$(BIN)/amberflo-connector demo
 
 bench: venv
+	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run
 
 bench-quick: venv
+	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
