@@ -1,0 +1,405 @@
+"""A small, synchronous client for the Amberflo API (and the local emulator's extras).
+
+For tools, the demo and tests: customers, product plans, meters, usage reports and a simple
+``ingest``.  The connector's high-throughput delivery path is ``connector.sink``, not this.
+
+Every method either returns the decoded JSON of a 2xx answer or raises:
+
+* ``FatalError``       – 401/403: the API key was refused (the message names the URL).
+* ``ThrottledError``   – 429/503, with the server's ``Retry-After`` in seconds when given.
+* ``RetryableError``   – other 5xx, 408, connection failures and timeouts.
+* ``AmberfloApiError`` – any other 4xx (a bad request: fix the call, do not retry); it is a
+  ``FatalError`` carrying ``status``, ``code`` and ``details`` from the JSON error body.
+
+Nothing is retried here; the caller decides.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip as gzip_module
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import orjson
+import requests
+
+from connector import __version__
+from connector.errors import FatalError, RetryableError, ThrottledError
+
+JSON = dict[str, Any]
+
+DEFAULT_BASE_URL = "https://app.amberflo.io"
+PRICING_PATH = "/payments/pricing/amberflo/customer-pricing"
+
+
+class AmberfloApiError(FatalError):
+    """A 4xx answer other than 401/403/408/429: the request itself is wrong."""
+
+    def __init__(
+        self, message: str, *, status: int, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def usage_query(
+    meter_api_name: str,
+    start_time_in_seconds: int,
+    end_time_in_seconds: int | None = None,
+    *,
+    aggregation: str = "SUM",
+    interval: str = "DAY",
+    group_by: Sequence[str] | None = None,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    take: int | None = None,
+    ascending: bool = False,
+) -> JSON:
+    """A live-shaped ``/usage`` query body."""
+    time_range: JSON = {"startTimeInSeconds": start_time_in_seconds}
+    if end_time_in_seconds is not None:
+        time_range["endTimeInSeconds"] = end_time_in_seconds
+    query: JSON = {
+        "meterApiName": meter_api_name,
+        "aggregation": aggregation,
+        "timeGroupingInterval": interval,
+        "timeRange": time_range,
+    }
+    if group_by:
+        query["groupBy"] = list(group_by)
+    if filters:
+        query["filter"] = {k: list(v) for k, v in filters.items()}
+    if take is not None:
+        query["take"] = {"limit": take, "isAscending": ascending}
+    return query
+
+
+class AmberfloClient:
+    """Amberflo API at ``base_url`` with ``api_key``; ``ingest_url`` defaults to base_url.
+
+    Usable as a context manager (closes its HTTP session).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str = "",
+        *,
+        ingest_url: str | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not api_key:
+            raise FatalError("an Amberflo API key is required")
+        self.base_url = base_url.rstrip("/")
+        self.ingest_url = (ingest_url or base_url).rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {
+                "X-API-KEY": api_key,
+                "Accept": "application/json",
+                "User-Agent": f"amberflo-kafka-connector/{__version__}",
+            }
+        )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        base: str | None = None,
+    ) -> requests.Response:
+        """Send one request; returns the 2xx response or raises (see the module docstring)."""
+        url = (base or self.base_url) + path
+        hdrs = dict(headers or {})
+        if json is not None:
+            data = orjson.dumps(json)
+            hdrs.setdefault("Content-Type", "application/json")
+        try:
+            response = self.session.request(
+                method, url, data=data, params=params, headers=hdrs, timeout=self.timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise RetryableError(f"{method} {url} failed: {exc}") from exc
+        if 200 <= response.status_code < 300:
+            return response
+        raise _error_for(method, url, response)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(
+                f"{method} {response.url}: HTTP {response.status_code} without a JSON body"
+            ) from exc
+
+    # -- customers -----------------------------------------------------------------------
+
+    def list_customers(self) -> list[JSON]:
+        result: list[JSON] = self._json("GET", "/customers")
+        return result
+
+    def get_customer(self, customer_id: str) -> JSON | None:
+        """The customer, or None when Amberflo answers ``{}`` (absent)."""
+        doc: JSON = self._json("GET", "/customers", params={"customerId": customer_id})
+        return doc or None
+
+    def create_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
+        """POST /customers; ``fields`` are further customer fields (customerEmail, traits…)."""
+        body = {"customerId": customer_id, "customerName": customer_name, **fields}
+        result: JSON = self._json("POST", "/customers", json=body)
+        return result
+
+    def upsert_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
+        """PUT /customers: create or replace (fields not given are dropped)."""
+        body = {"customerId": customer_id, "customerName": customer_name, **fields}
+        result: JSON = self._json("PUT", "/customers", json=body)
+        return result
+
+    def delete_customer(self, customer_id: str) -> JSON:
+        result: JSON = self._json("DELETE", f"/customers/{quote(customer_id, safe='')}")
+        return result
+
+    # -- product plans -------------------------------------------------------------------
+
+    def assign_plan(
+        self,
+        customer_id: str,
+        product_plan_id: str,
+        *,
+        product_id: str = "1",
+        start_time_in_seconds: int | None = None,
+        end_time_in_seconds: int | None = None,
+    ) -> JSON:
+        body: JSON = {
+            "customerId": customer_id,
+            "productPlanId": product_plan_id,
+            "productId": product_id,
+        }
+        if start_time_in_seconds is not None:
+            body["startTimeInSeconds"] = start_time_in_seconds
+        if end_time_in_seconds is not None:
+            body["endTimeInSeconds"] = end_time_in_seconds
+        result: JSON = self._json("POST", PRICING_PATH, json=body)
+        return result
+
+    def get_plan(self, customer_id: str) -> JSON | None:
+        """The customer's latest plan assignment, or None."""
+        doc: JSON = self._json("GET", PRICING_PATH, params={"CustomerId": customer_id})
+        return doc or None
+
+    def list_plans(self, customer_id: str) -> list[JSON]:
+        result: list[JSON] = self._json(
+            "GET", PRICING_PATH + "/list", params={"CustomerId": customer_id}
+        )
+        return result
+
+    # -- meters --------------------------------------------------------------------------
+
+    def create_meter(
+        self,
+        meter_api_name: str,
+        label: str | None = None,
+        *,
+        meter_type: str = "sum_of_all_usage",
+        dimensions: Sequence[str] = (),
+        description: str | None = None,
+    ) -> JSON:
+        body: JSON = {
+            "meterApiName": meter_api_name,
+            "label": label or meter_api_name,
+            "meterType": meter_type,
+            "dimensions": list(dimensions),
+        }
+        if description is not None:
+            body["description"] = description
+        result: JSON = self._json("POST", "/meters", json=body)
+        return result
+
+    def list_meters(self, meter_api_name: str | None = None) -> list[JSON]:
+        params = {"meterApiName": meter_api_name} if meter_api_name else None
+        result: list[JSON] = self._json("GET", "/meters", params=params)
+        return result
+
+    def get_meter(self, meter_id: str) -> JSON | None:
+        """The meter, or None when it does not exist (404)."""
+        try:
+            result: JSON = self._json("GET", f"/meters/{quote(meter_id, safe='')}")
+        except AmberfloApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    # -- usage ---------------------------------------------------------------------------
+
+    def query_usage(self, query: Mapping[str, Any]) -> JSON:
+        """One usage report (build ``query`` with ``usage_query()`` or by hand)."""
+        result: JSON = self._json("POST", "/usage", json=dict(query))
+        return result
+
+    def query_usage_batch(self, queries: Sequence[Mapping[str, Any]]) -> list[JSON]:
+        result: list[JSON] = self._json("POST", "/usage/batch", json=[dict(q) for q in queries])
+        return result
+
+    def usage_all(
+        self,
+        start_time_in_seconds: int,
+        end_time_in_seconds: int | None = None,
+        *,
+        interval: str = "DAY",
+        group_by_customer: bool = False,
+        customer_id: str | None = None,
+    ) -> list[JSON]:
+        """SUM reports for every meter (GET /usage/all)."""
+        params: JSON = {
+            "startTimeInSeconds": start_time_in_seconds,
+            "timeGroupingInterval": interval,
+        }
+        if end_time_in_seconds is not None:
+            params["endTimeInSeconds"] = end_time_in_seconds
+        if group_by_customer:
+            params["groupBy"] = "customerId"
+        if customer_id:
+            params["customerId"] = customer_id
+        result: list[JSON] = self._json("GET", "/usage/all", params=params)
+        return result
+
+    # -- ingest --------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[Mapping[str, Any]], *, gzip: bool = True) -> int:
+        """POST /ingest one request with ``events`` (at most 1,000); returns the number of
+        records Amberflo acknowledged (``N`` of "N records were ingested")."""
+        body = orjson.dumps(list(events))
+        headers = {"Content-Type": "application/json"}
+        if gzip:
+            body = gzip_module.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        response = self.request("POST", "/ingest", data=body, headers=headers, base=self.ingest_url)
+        head = response.text.strip().split(" ", 1)[0]
+        return int(head) if head.isdigit() else len(events)
+
+    # -- the local emulator only ---------------------------------------------------------
+
+    def emulator_stats(self) -> JSON:
+        """Emulator counters: requests by status, events_accepted, duplicates, filtered,
+        records_stored, ingest_requests."""
+        result: JSON = self._json("GET", "/_emulator/stats")
+        return result
+
+    def emulator_totals(
+        self, *, customer_id: str | None = None, meter_api_name: str | None = None
+    ) -> list[JSON]:
+        """Per (meterApiName, customerId): sum and count over every stored record."""
+        params = {"customerId": customer_id, "meterApiName": meter_api_name}
+        doc: JSON = self._json(
+            "GET", "/_emulator/totals", params={k: v for k, v in params.items() if v}
+        )
+        return list(doc["totals"])
+
+    def emulator_records(
+        self,
+        after_id: int = 0,
+        limit: int = 1000,
+        *,
+        customer_id: str | None = None,
+        meter_api_name: str | None = None,
+    ) -> JSON:
+        """``{"records": [...], "next_after_id": int}`` in storage order."""
+        params: JSON = {"after_id": after_id, "limit": limit}
+        if customer_id:
+            params["customerId"] = customer_id
+        if meter_api_name:
+            params["meterApiName"] = meter_api_name
+        result: JSON = self._json("GET", "/_emulator/records", params=params)
+        return result
+
+    def inject_fault(
+        self,
+        status: int | None = None,
+        count: int = 1,
+        *,
+        retry_after: float | None = None,
+        latency_ms: int = 0,
+        path: str | None = None,
+    ) -> JSON:
+        """Queue an emulator fault for the next ``count`` requests matching ``path``."""
+        spec: JSON = {"count": count, "latency_ms": latency_ms}
+        for key, value in (("status", status), ("retry_after", retry_after), ("path", path)):
+            if value is not None:
+                spec[key] = value
+        result: JSON = self._json("POST", "/_emulator/faults", json=spec)
+        return result
+
+    def clear_faults(self) -> None:
+        self.request("DELETE", "/_emulator/faults")
+
+
+def _error_for(method: str, url: str, response: requests.Response) -> Exception:
+    status = response.status_code
+    message, code, details = _error_body(response)
+    where = f"HTTP {status} from {method} {url}"
+    if status in (401, 403):
+        return FatalError(f"Amberflo rejected the API key ({where}: {message}); check the key")
+    if status in (429, 503):
+        return ThrottledError(
+            f"{where}: {message}",
+            http_status=status,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+    if status >= 500 or status == 408:
+        return RetryableError(f"{where}: {message}", http_status=status)
+    return AmberfloApiError(f"{where}: {message}", status=status, code=code, details=details)
+
+
+def _error_body(response: requests.Response) -> tuple[str, str | None, Any]:
+    """(message, code, details) of an error answer; the text itself when it is not JSON."""
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        message = str(doc.get("message") or doc.get("detail") or doc)
+        code = doc.get("code")
+        return message, str(code) if code is not None else None, doc.get("details")
+    text = " ".join(response.text.split())[:300]
+    return text or response.reason or "no body", None, None

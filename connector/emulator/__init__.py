@@ -1,0 +1,10 @@
+"""A local, SQLite-backed emulator of the Amberflo API (``amberflo-connector emulator``).
+
+Modules:
+
+* ``ingest``     – decoding and validating ``/ingest`` bodies into storable rows (pure).
+* ``usage``      – the usage report engine (pure functions over stored rows).
+* ``store``      – SQLite persistence (records, customers, plans, meters, filtering rules).
+* ``middleware`` – trailing-slash normalisation, API-key auth, fault injection, status counts.
+* ``server``     – the FastAPI application and ``serve()``.
+"""

@@ -1,0 +1,103 @@
+"""Everything one emulator instance holds: the store, the counters, the fault queue, the rules.
+
+Routes reach it with ``state(request)``.  Methods that touch SQLite are synchronous and run
+in worker threads; the counters and the fault queue are only touched on the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from connector.emulator.ingest import Rule, compile_rules, decompress, parse_events, prepare
+from connector.emulator.middleware import Faults, Stats
+from connector.emulator.store import Store
+
+
+class ApiError(Exception):
+    """Answered as ``status`` with ``{"message", "code"}`` (and ``details`` when given)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": str(self), "code": self.code}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"{what} not found")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    acknowledged: int
+    inserted: int
+    duplicates: int
+    filtered: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class EmulatorState:
+    store: Store
+    stats: Stats = field(default_factory=Stats)
+    faults: Faults = field(default_factory=Faults)
+    _rules: dict[str, list[Rule]] = field(default_factory=dict)
+    _rules_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.reload_rules()
+
+    def reload_rules(self) -> None:
+        """Recompile the filtering rules after a change (ingest sees a consistent snapshot)."""
+        with self._rules_lock:
+            self._rules = compile_rules(self.store.list_rules())
+
+    def ingest(self, body: bytes, content_encoding: str | None) -> IngestOutcome:
+        """Decode, validate, filter and store one /ingest body (raises IngestRejected)."""
+        events = parse_events(decompress(body, content_encoding))
+        prepared = prepare(events, self._rules, now_ms())
+        inserted = self.store.insert_records(prepared.rows)
+        return IngestOutcome(
+            acknowledged=prepared.acknowledged,
+            inserted=inserted,
+            duplicates=len(prepared.rows) - inserted,
+            filtered=prepared.filtered,
+        )
+
+    def count_ingest(self, outcome: IngestOutcome) -> None:
+        """Add an accepted request to the counters (call on the event loop)."""
+        s = self.stats
+        s.ingest_requests += 1
+        s.events_accepted += outcome.acknowledged
+        s.duplicates += outcome.duplicates
+        s.filtered += outcome.filtered
+
+    def stats_json(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "requests": dict(s.requests),
+            "events_accepted": s.events_accepted,
+            "duplicates": s.duplicates,
+            "filtered": s.filtered,
+            "records_stored": self.store.records_stored,
+            "ingest_requests": s.ingest_requests,
+        }
+
+
+def state(request: Request) -> EmulatorState:
+    st: EmulatorState = request.app.state.emulator
+    return st
