@@ -1,4 +1,4 @@
-"""Bytes → Python value.  A value that cannot be decoded is a ``RecordError`` (stage ``decode``).
+"""Bytes → Python value.  A value that cannot be decoded is a ``DecodeError`` (stage ``decode``).
 
 Only JSON for now (the native format); Avro plugs in here behind the same ``Decoder`` shape.
 """
@@ -10,16 +10,16 @@ from typing import Any
 
 import orjson
 
-from connector.errors import RecordError
+from connector.errors import DecodeError
 
 Decoder = Callable[[bytes | None], Any]
 
 
 def decode_json(value: bytes | None) -> Any:
-    """Parse a JSON record value. Raises ``RecordError('decode', …)`` on tombstones or bad JSON."""
+    """Parse a JSON record value. Raises ``DecodeError`` on tombstones or bad JSON."""
     if value is None:
-        raise RecordError("decode", "record has no value (tombstone)")
+        raise DecodeError("record has no value (tombstone)")
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise RecordError("decode", f"not valid JSON: {exc}") from exc
+        raise DecodeError(f"not valid JSON: {exc}") from exc

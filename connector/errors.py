@@ -9,6 +9,8 @@
 * ``RecordError``    – one record cannot be processed; it becomes a dead letter and the
   pipeline goes on.  Record errors are normally *values* (``DeadLetter``); the exception
   exists so that pure functions can signal them and be converted at the stage boundary.
+  Its subclasses name the stage: ``DecodeError``, ``MappingError``, ``EventRejected``; the
+  class name is what a dead letter's ``error.class`` header says.
 """
 
 from __future__ import annotations
@@ -59,3 +61,30 @@ class RecordError(ConnectorError):
         self.stage = stage
         self.field = field
         self.http_status = http_status
+
+
+class DecodeError(RecordError):
+    """The value cannot be decoded (not JSON, not Avro, unknown schema id): stage ``decode``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("decode", message)
+
+
+class MappingError(RecordError):
+    """The decoded value does not map to meter events: stage ``transform``.
+
+    The message is ``<field>: <rule>`` so a dead letter says what to fix.
+    """
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__("transform", f"{field}: {rule}", field=field)
+
+
+class EventRejected(RecordError):
+    """Amberflo refused this very event (HTTP 400, or 413 for a single event): stage ``sink``.
+
+    The message carries the server's error detail.
+    """
+
+    def __init__(self, message: str, *, http_status: int) -> None:
+        super().__init__("sink", message, http_status=http_status)

@@ -48,11 +48,21 @@ from tenacity import (
 
 from connector import __version__, metrics
 from connector.checkpoint import PartitionState
-from connector.errors import ConnectorError, FatalError, RecordError, RetryableError, ThrottledError
+from connector.errors import (
+    ConnectorError,
+    EventRejected,
+    FatalError,
+    RecordError,
+    RetryableError,
+    ThrottledError,
+)
 from connector.records import MeterEvent, SourceRecord
 from connector.settings import Settings
 
 log = logging.getLogger("connector.sink")
+
+REJECTION_DETAIL_CHARS = 2000
+"""How much of a 400/413 response body a dead letter's error message keeps."""
 
 
 @dataclass(slots=True)
@@ -100,9 +110,10 @@ def classify(status: int, headers: dict[str, str] | None, body: str, url: str) -
     """The exception that a response means (None: success). Pure, so it is unit-tested."""
     if 200 <= status < 300:
         return None
-    snippet = " ".join(body.split())[:300]
-    if status in (400, 413):
-        return _Rejected(status, f"HTTP {status}: {snippet}")
+    text = " ".join(body.split())
+    snippet = text[:300]
+    if status in (400, 413):  # the detail names the offending event: keep more of it
+        return _Rejected(status, f"HTTP {status}: {text[:REJECTION_DETAIL_CHARS]}")
     if status in (401, 403):
         return FatalError(
             f"Amberflo rejected the API key (HTTP {status} from {url}); check "
@@ -254,7 +265,7 @@ class Sink:
                 self._send(chunk)
             except _Rejected as rej:
                 if len(chunk) == 1:
-                    error = RecordError("sink", str(rej), http_status=rej.status)
+                    error = EventRejected(str(rej), http_status=rej.status)
                     outcome.rejected.append((chunk[0], error))
                 else:
                     mid = len(chunk) // 2

@@ -21,7 +21,7 @@ import math
 import uuid
 from typing import Any
 
-from connector.errors import RecordError
+from connector.errors import MappingError
 from connector.records import MeterEvent, SourceRecord
 
 ORIGIN_HEADER = "amberflo.origin"
@@ -55,8 +55,8 @@ def coordinates(record: SourceRecord) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
-def _fail(field: str, rule: str) -> RecordError:
-    return RecordError("transform", f"{field}: {rule}", field=field)
+def _fail(field: str, rule: str) -> MappingError:
+    return MappingError(field, rule)
 
 
 def _number(value: Any, field: str) -> int | float:
@@ -90,7 +90,7 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
     Fields: ``customerId`` (required), ``meterApiName`` (required unless ``values``),
     ``meterValue`` (default 1), ``meterTimeInMillis`` (default: the Kafka timestamp),
     ``dimensions``, ``uniqueId``, ``values`` ({meter: number}: one event per entry).
-    Raises ``RecordError('transform', …)`` naming the field and the rule.
+    Raises ``MappingError`` (stage ``transform``) naming the field and the rule.
     """
     if not isinstance(value, dict):
         raise _fail("record", f"must be a JSON object (got {type(value).__name__})")
