@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +29,41 @@ log = logging.getLogger("connector.dlq")
 
 AMBERFLO_PREFIX = "amberflo."
 CONNECT_PREFIX = "__connect.errors."
+AMBERFLO_ERROR_HEADERS = frozenset(
+    AMBERFLO_PREFIX + name
+    for name in (
+        "error.stage",
+        "error.class",
+        "error.message",
+        "error.http_status",
+        "source.topic",
+        "source.partition",
+        "source.offset",
+        "source.timestamp",
+        "failed_at",
+        "connector.version",
+    )
+)
+"""Every header ``error_headers`` adds in the ``amberflo`` style (``dlq replay`` drops them)."""
+CONNECT_STAGES = {"decode": "VALUE_CONVERTER", "transform": "TRANSFORMATION", "sink": "TASK_PUT"}
+"""Kafka Connect's ``Stage`` name for each of our stages."""
+ERRORS_MODULE = "connector.errors"
+DLQ_MESSAGE_MAX_BYTES = 16 * 1024 * 1024 + 64 * 1024
+"""Default ``message.max.bytes`` of the DLQ producer: a dead letter is its record plus headers,
+and a record the broker accepted must not be too large to dead-letter (override with
+``CONNECTOR_KAFKA__PRODUCER``; the DLQ topic's ``max.message.bytes`` must allow it too)."""
+PERMANENT_PRODUCE_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._INVALID_ARG,
+    }
+)
+"""Produce errors that no retry can fix: the connector stops (nothing more is committed)."""
 SECURITY_PREFIXES = ("security.", "sasl.", "ssl.", "client.dns.", "socket.", "broker.address.")
 
 
@@ -47,29 +81,33 @@ def _ms_iso(ms: int) -> str:
 
 
 def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) -> Headers:
-    """The headers added to a dead letter (values UTF-8)."""
+    """The headers added to a dead letter (values UTF-8), in a fixed order.
+
+    ``amberflo`` style: ``amberflo.error.{stage,class,message}``, ``amberflo.error.http_status``
+    (only when there was a response), ``amberflo.source.{topic,partition,offset,timestamp}``,
+    ``amberflo.failed_at`` (ISO-8601 UTC, from ``now_ms``), ``amberflo.connector.version``.
+    ``connect`` style: Kafka Connect's ten ``__connect.errors.*`` headers (the connector name
+    is the group id, the task id ``0``; there is no stack trace, only ``<class>: <message>``).
+    """
     r = letter.record
     if style == "connect":
         p = CONNECT_PREFIX
+        qualified = (
+            letter.error_class
+            if "." in letter.error_class
+            else f"{ERRORS_MODULE}.{letter.error_class}"
+        )
         pairs: list[tuple[str, str | None]] = [
             (p + "topic", r.topic),
             (p + "partition", str(r.partition)),
             (p + "offset", str(r.offset)),
             (p + "connector.name", group_id),
             (p + "task.id", "0"),
-            (
-                p + "stage",
-                {"decode": "VALUE_CONVERTER", "transform": "TRANSFORMATION"}.get(
-                    letter.stage, "TASK_PUT"
-                ),
-            ),
+            (p + "stage", CONNECT_STAGES.get(letter.stage, "TASK_PUT")),
             (p + "class.name", f"connector.{letter.stage}"),
-            (p + "exception.class.name", letter.error_class),
+            (p + "exception.class.name", qualified),
             (p + "exception.message", letter.message),
-            (
-                p + "exception.stacktrace",
-                "".join(traceback.format_exception_only(Exception(letter.message))).strip(),
-            ),
+            (p + "exception.stacktrace", f"{qualified}: {letter.message}"),
         ]
     else:
         p = AMBERFLO_PREFIX
@@ -115,6 +153,20 @@ def ensure_topics(settings: Settings, topics: set[str], timeout: float = 15.0) -
 
 
 class DeadLetterPublisher:
+    """Writes dead letters; ``on_ack`` runs only once the broker acknowledged one.
+
+    Failures never lose a dead letter and never let its record be committed:
+
+    * a transient failure (broker down, timeout, leader change…) is logged, counted in
+      ``amberflo_connector_dead_letter_failures_total`` and the dead letter is produced again
+      after ``RETRY_PAUSE_S`` — for as long as it takes; its record stays pending meanwhile;
+    * a permanent one (``PERMANENT_PRODUCE_ERRORS``: too large, not authorized…) or a fatal
+      producer error raises ``FatalError`` from ``publish``/``poll``: the connector stops
+      without committing, as for a bad API key.
+
+    Only the worker's main thread uses it (``publish``, ``poll``, ``flush``).
+    """
+
     RETRY_PAUSE_S = 1.0
 
     def __init__(self, settings: Settings) -> None:
@@ -125,6 +177,7 @@ class DeadLetterPublisher:
             "enable.idempotence": True,
             "linger.ms": 5,
             "message.timeout.ms": 60_000,
+            "message.max.bytes": DLQ_MESSAGE_MAX_BYTES,
             "client.id": "amberflo-connector-dlq",
             **settings.kafka.producer,
         }
@@ -134,6 +187,7 @@ class DeadLetterPublisher:
         self.in_flight = 0
 
     def publish(self, letter: DeadLetter, on_ack: Callable[[], None]) -> None:
+        """Hand a dead letter to the producer (creating its topic when missing)."""
         topic = self._settings.dlq_topic_for(letter.record.topic)
         if topic not in self._known:
             ensure_topics(self._settings, {topic})
@@ -154,14 +208,7 @@ class DeadLetterPublisher:
                 metrics.DEAD_LETTERS.labels(stage=letter.stage).inc()
                 on_ack()
                 return
-            log.error(
-                "dead letter for %s/%d@%d not acknowledged (%s); will retry",
-                r.topic,
-                r.partition,
-                r.offset,
-                err,
-            )
-            self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack))
+            self._failed(letter, on_ack, err)
 
         kwargs: dict[str, Any] = {
             "key": r.key,
@@ -177,7 +224,34 @@ class DeadLetterPublisher:
                 break
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not isinstance(err, KafkaError):
+                    raise
+                self._failed(letter, on_ack, err)
+                return
         self.in_flight += 1
+
+    def _failed(self, letter: DeadLetter, on_ack: Callable[[], None], err: KafkaError) -> None:
+        r = letter.record
+        topic = self._settings.dlq_topic_for(r.topic)
+        metrics.DEAD_LETTER_FAILURES.inc()
+        if err.fatal() or err.code() in PERMANENT_PRODUCE_ERRORS:
+            raise FatalError(
+                f"cannot write the dead letter of {r.topic}/{r.partition}@{r.offset} to "
+                f"{topic!r}: {err.str()} (check the DLQ topic and CONNECTOR_KAFKA__PRODUCER; "
+                "nothing more is committed)"
+            )
+        log.error(
+            "dead letter for %s/%d@%d not acknowledged by %r (%s); retrying, its offset is not "
+            "committed meanwhile",
+            r.topic,
+            r.partition,
+            r.offset,
+            topic,
+            err.str(),
+        )
+        self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack))
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks and re-publish dead letters whose delivery failed."""
@@ -191,6 +265,7 @@ class DeadLetterPublisher:
 
     @property
     def pending(self) -> int:
+        """Dead letters handed to ``publish`` and not acknowledged yet."""
         return self.in_flight + len(self._retry)
 
     def flush(self, timeout: float) -> bool:

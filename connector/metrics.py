@@ -17,6 +17,9 @@ P = "amberflo_connector_"
 RECORDS = Counter(P + "records_consumed_total", "Kafka records consumed")
 EVENTS = Counter(P + "events_ingested_total", "Meter events accepted by Amberflo (HTTP 200)")
 DEAD_LETTERS = Counter(P + "dead_letters_total", "Records written to the DLQ", ["stage"])
+DEAD_LETTER_FAILURES = Counter(
+    P + "dead_letter_failures_total", "Dead letters the DLQ topic did not acknowledge (retried)"
+)
 REQUESTS = Counter(P + "ingest_requests_total", "/ingest requests by outcome", ["status"])
 REQUEST_SECONDS = Histogram(P + "ingest_request_seconds", "/ingest request duration")
 RETRIES = Counter(P + "ingest_retries_total", "Retried /ingest requests")
