@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -70,8 +71,9 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, code, str(exc.detail), None)
 
 
-async def _on_unicode_error(request: Request, exc: Exception) -> Response:
-    return _error(400, "BAD_REQUEST", f"strings must be valid Unicode: {exc}")
+async def _on_unstorable(request: Request, exc: Exception) -> Response:
+    """Values JSON can carry but the store cannot: lone surrogates, integers over 64 bits."""
+    return _error(400, "BAD_REQUEST", f"a value in the request cannot be stored: {exc}")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -139,7 +141,9 @@ def create_app(db: str, api_keys: list[str]) -> FastAPI:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(UnicodeError, _on_unicode_error)
+    app.add_exception_handler(UnicodeError, _on_unstorable)
+    app.add_exception_handler(orjson.JSONEncodeError, _on_unstorable)
+    app.add_exception_handler(OverflowError, _on_unstorable)
 
     @app.get("/healthz", tags=["Health"])
     async def healthz() -> dict[str, str]:
