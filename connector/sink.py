@@ -120,7 +120,9 @@ def classify(status: int, headers: dict[str, str] | None, body: str, url: str) -
             "CONNECTOR_AMBERFLO__API_KEY"
         )
     if status in (429, 503):
-        retry_after = parse_retry_after((headers or {}).get("Retry-After"))
+        # header names are case-insensitive (HTTP/2 and many servers send "retry-after")
+        given = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
+        retry_after = parse_retry_after(given)
         return ThrottledError(
             f"HTTP {status} from {url}", http_status=status, retry_after=retry_after
         )

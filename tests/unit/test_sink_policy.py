@@ -21,6 +21,8 @@ def test_classification_table() -> None:
     throttled = classify(429, {"Retry-After": "3"}, "", URL)
     assert isinstance(throttled, ThrottledError) and throttled.retry_after == 3.0
     assert isinstance(classify(503, {}, "", URL), ThrottledError)
+    lower = classify(503, {"retry-after": "2"}, "", URL)  # header names are case-insensitive
+    assert isinstance(lower, ThrottledError) and lower.retry_after == 2.0
     for status in (500, 502, 504, 408):
         err = classify(status, {}, "", URL)
         assert isinstance(err, RetryableError) and not isinstance(err, ThrottledError)
