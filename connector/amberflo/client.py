@@ -163,6 +163,18 @@ class AmberfloClient:
             return response
         raise _error_for(method, url, response)
 
+    def _obj(self, method: str, path: str, **kwargs: Any) -> JSON:
+        doc = self._json(method, path, **kwargs)
+        if not isinstance(doc, dict):
+            raise RetryableError(f"{method} {path}: expected a JSON object, got {doc!r:.200}")
+        return doc
+
+    def _list(self, method: str, path: str, **kwargs: Any) -> list[JSON]:
+        doc = self._json(method, path, **kwargs)
+        if not isinstance(doc, list):
+            raise RetryableError(f"{method} {path}: expected a JSON array, got {doc!r:.200}")
+        return doc
+
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         try:
@@ -175,29 +187,25 @@ class AmberfloClient:
     # -- customers -----------------------------------------------------------------------
 
     def list_customers(self) -> list[JSON]:
-        result: list[JSON] = self._json("GET", "/customers")
-        return result
+        return self._list("GET", "/customers")
 
     def get_customer(self, customer_id: str) -> JSON | None:
         """The customer, or None when Amberflo answers ``{}`` (absent)."""
-        doc: JSON = self._json("GET", "/customers", params={"customerId": customer_id})
+        doc = self._obj("GET", "/customers", params={"customerId": customer_id})
         return doc or None
 
     def create_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
         """POST /customers; ``fields`` are further customer fields (customerEmail, traits…)."""
         body = {"customerId": customer_id, "customerName": customer_name, **fields}
-        result: JSON = self._json("POST", "/customers", json=body)
-        return result
+        return self._obj("POST", "/customers", json=body)
 
     def upsert_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
         """PUT /customers: create or replace (fields not given are dropped)."""
         body = {"customerId": customer_id, "customerName": customer_name, **fields}
-        result: JSON = self._json("PUT", "/customers", json=body)
-        return result
+        return self._obj("PUT", "/customers", json=body)
 
     def delete_customer(self, customer_id: str) -> JSON:
-        result: JSON = self._json("DELETE", f"/customers/{quote(customer_id, safe='')}")
-        return result
+        return self._obj("DELETE", f"/customers/{quote(customer_id, safe='')}")
 
     # -- product plans -------------------------------------------------------------------
 
@@ -219,19 +227,15 @@ class AmberfloClient:
             body["startTimeInSeconds"] = start_time_in_seconds
         if end_time_in_seconds is not None:
             body["endTimeInSeconds"] = end_time_in_seconds
-        result: JSON = self._json("POST", PRICING_PATH, json=body)
-        return result
+        return self._obj("POST", PRICING_PATH, json=body)
 
     def get_plan(self, customer_id: str) -> JSON | None:
         """The customer's latest plan assignment, or None."""
-        doc: JSON = self._json("GET", PRICING_PATH, params={"CustomerId": customer_id})
+        doc = self._obj("GET", PRICING_PATH, params={"CustomerId": customer_id})
         return doc or None
 
     def list_plans(self, customer_id: str) -> list[JSON]:
-        result: list[JSON] = self._json(
-            "GET", PRICING_PATH + "/list", params={"CustomerId": customer_id}
-        )
-        return result
+        return self._list("GET", PRICING_PATH + "/list", params={"CustomerId": customer_id})
 
     # -- meters --------------------------------------------------------------------------
 
@@ -252,34 +256,29 @@ class AmberfloClient:
         }
         if description is not None:
             body["description"] = description
-        result: JSON = self._json("POST", "/meters", json=body)
-        return result
+        return self._obj("POST", "/meters", json=body)
 
     def list_meters(self, meter_api_name: str | None = None) -> list[JSON]:
         params = {"meterApiName": meter_api_name} if meter_api_name else None
-        result: list[JSON] = self._json("GET", "/meters", params=params)
-        return result
+        return self._list("GET", "/meters", params=params)
 
     def get_meter(self, meter_id: str) -> JSON | None:
         """The meter, or None when it does not exist (404)."""
         try:
-            result: JSON = self._json("GET", f"/meters/{quote(meter_id, safe='')}")
+            return self._obj("GET", f"/meters/{quote(meter_id, safe='')}")
         except AmberfloApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        return result
 
     # -- usage ---------------------------------------------------------------------------
 
     def query_usage(self, query: Mapping[str, Any]) -> JSON:
         """One usage report (build ``query`` with ``usage_query()`` or by hand)."""
-        result: JSON = self._json("POST", "/usage", json=dict(query))
-        return result
+        return self._obj("POST", "/usage", json=dict(query))
 
     def query_usage_batch(self, queries: Sequence[Mapping[str, Any]]) -> list[JSON]:
-        result: list[JSON] = self._json("POST", "/usage/batch", json=[dict(q) for q in queries])
-        return result
+        return self._list("POST", "/usage/batch", json=[dict(q) for q in queries])
 
     def usage_all(
         self,
@@ -301,8 +300,7 @@ class AmberfloClient:
             params["groupBy"] = "customerId"
         if customer_id:
             params["customerId"] = customer_id
-        result: list[JSON] = self._json("GET", "/usage/all", params=params)
-        return result
+        return self._list("GET", "/usage/all", params=params)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -323,17 +321,14 @@ class AmberfloClient:
     def emulator_stats(self) -> JSON:
         """Emulator counters: requests by status, events_accepted, duplicates, filtered,
         records_stored, ingest_requests."""
-        result: JSON = self._json("GET", "/_emulator/stats")
-        return result
+        return self._obj("GET", "/_emulator/stats")
 
     def emulator_totals(
         self, *, customer_id: str | None = None, meter_api_name: str | None = None
     ) -> list[JSON]:
         """Per (meterApiName, customerId): sum and count over every stored record."""
         params = {"customerId": customer_id, "meterApiName": meter_api_name}
-        doc: JSON = self._json(
-            "GET", "/_emulator/totals", params={k: v for k, v in params.items() if v}
-        )
+        doc = self._obj("GET", "/_emulator/totals", params={k: v for k, v in params.items() if v})
         return list(doc["totals"])
 
     def emulator_records(
@@ -350,8 +345,7 @@ class AmberfloClient:
             params["customerId"] = customer_id
         if meter_api_name:
             params["meterApiName"] = meter_api_name
-        result: JSON = self._json("GET", "/_emulator/records", params=params)
-        return result
+        return self._obj("GET", "/_emulator/records", params=params)
 
     def inject_fault(
         self,
@@ -367,8 +361,7 @@ class AmberfloClient:
         for key, value in (("status", status), ("retry_after", retry_after), ("path", path)):
             if value is not None:
                 spec[key] = value
-        result: JSON = self._json("POST", "/_emulator/faults", json=spec)
-        return result
+        return self._obj("POST", "/_emulator/faults", json=spec)
 
     def clear_faults(self) -> None:
         self.request("DELETE", "/_emulator/faults")
