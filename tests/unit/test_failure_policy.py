@@ -1,0 +1,85 @@
+"""Failure handling that needs no broker or server: the 'still stuck' log cadence of the sink,
+and the DLQ publisher's contract that a record is done only once its dead letter is acked
+(exercised with the real librdkafka producer pointed at a port where nothing listens)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from tenacity import RetryCallState, Retrying
+
+from connector import metrics
+from connector.checkpoint import Checkpoint
+from connector.dlq import DeadLetterPublisher
+from connector.embedded import free_port
+from connector.errors import FatalError, RetryableError
+from connector.records import DeadLetter, SourceRecord
+from connector.settings import Settings
+from connector.sink import Sink
+
+
+def settings(**producer: object) -> Settings:
+    return Settings(
+        kafka={
+            "topics": ["t"],
+            "bootstrap_servers": f"127.0.0.1:{free_port()}",
+            "producer": producer,
+        },
+        amberflo={"api_key": "secret-key"},
+    )
+
+
+def failed_attempt(elapsed: float) -> RetryCallState:
+    rs = RetryCallState(Retrying(), None, (), {})
+    rs.start_time = time.monotonic() - elapsed
+    err = RetryableError("HTTP 500 from http://x/ingest")
+    rs.set_exception((RetryableError, err, None))
+    return rs
+
+
+def test_stuck_ingest_logs_an_error_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    sink = Sink(settings())
+    with caplog.at_level(logging.WARNING, "connector.sink"):
+        sink._before_sleep(failed_attempt(5))
+        sink._before_sleep(failed_attempt(61))
+        sink._before_sleep(failed_attempt(75))  # within the same minute: a warning only
+    levels = [(r.levelname, r.getMessage().split(" (")[0][:40]) for r in caplog.records]
+    assert [lvl for lvl, _ in levels] == ["WARNING", "ERROR", "WARNING"]
+    assert caplog.records[1].getMessage().startswith("ingest has been failing for 61s")
+    assert "secret-key" not in caplog.text
+
+
+def test_dead_letter_not_acknowledged_keeps_its_record_pending() -> None:
+    pub = DeadLetterPublisher(settings(**{"message.timeout.ms": 300}))
+    pub.RETRY_PAUSE_S = 0.05
+    pub._known.add("t.dlq")  # the topic "exists": no admin call to the unreachable broker
+    state = Checkpoint().assign("t", 0)
+    for offset in range(3):
+        state.track(offset, 1)
+    state.done(0)
+    acked: list[int] = []
+    record = SourceRecord("t", 0, 1, 1000, b"k", b"not json", ())
+    failures = metrics.DEAD_LETTER_FAILURES._value.get()
+
+    pub.publish(
+        DeadLetter(record, "decode", "DecodeError", "bad"), lambda: (acked.append(1), state.done(1))
+    )
+    state.done(2)  # a later record finished: the watermark must still stop at the dead letter
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        pub.poll(0.05)
+    assert acked == []
+    assert pub.pending == 1  # never dropped: produced again after each failure
+    assert metrics.DEAD_LETTER_FAILURES._value.get() - failures >= 2
+    assert state.committable() == 1
+    assert pub.flush(0.2) is False
+
+
+def test_a_dead_letter_that_can_never_be_written_stops_the_connector() -> None:
+    pub = DeadLetterPublisher(settings(**{"message.max.bytes": 1000}))
+    pub._known.add("t.dlq")
+    record = SourceRecord("t", 0, 7, 1000, None, b"x" * 5000, ())
+    with pytest.raises(FatalError, match=r"dead letter of t/0@7 .*CONNECTOR_KAFKA__PRODUCER"):
+        pub.publish(DeadLetter(record, "sink", "EventRejected", "HTTP 413", 413), lambda: None)
