@@ -247,15 +247,25 @@ def prepare(events: Sequence[Any], rules: Mapping[str, Sequence[Rule]], now_ms: 
             ):
                 bad.append(i)
                 continue
-            pairs: Any = ((name, value),)
-        else:
-            if type(values) is not dict or not values or not all(map(_is_entry, values.items())):
-                bad.append(i)
+            if bad:
+                continue  # the request fails anyway: only keep looking for bad events
+            if rules and name in rules and not _passes(rules[name], dims):
+                out.filtered += 1
                 continue
-            pairs = values.items()
+            v = float(value) + 0.0  # 1 and 1.0 are the same value, and so are -0.0 and 0.0
+            key = (
+                t.to_bytes(8, "big")
+                + blake2b(dumps((uid, name, cid, v, t, dims_json)), digest_size=16).digest()
+            )
+            append((key, cid, name, v, t, uid, dims_json, now_ms))
+            continue
+        if type(values) is not dict or not values or not all(map(_is_entry, values.items())):
+            bad.append(i)
+            continue
         if bad:
-            continue  # the request fails anyway: only keep looking for bad events
-        for name, value in pairs:
+            continue
+        # The same steps as above, once per entry of ``values``.
+        for name, value in values.items():
             if rules and name in rules and not _passes(rules[name], dims):
                 out.filtered += 1
                 continue
