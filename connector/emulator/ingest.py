@@ -189,7 +189,7 @@ def problems(index: int, event: object) -> list[dict[str, Any]]:
     return out
 
 
-def prepare(events: Sequence[Any], rules: Mapping[str, Sequence[Rule]], now_ms: int) -> Prepared:
+def prepare(events: Sequence[Any], rules: Mapping[str, Sequence[Rule]]) -> Prepared:
     """Validate ``events`` and build their record rows; raises 400 listing every problem.
 
     The loop is the emulator's hot path: it only checks and records the indexes of bad
@@ -257,7 +257,7 @@ def prepare(events: Sequence[Any], rules: Mapping[str, Sequence[Rule]], now_ms: 
                 t.to_bytes(8, "big")
                 + blake2b(dumps((uid, name, cid, v, t, dims_json)), digest_size=16).digest()
             )
-            append((key, cid, name, v, t, uid, dims_json, now_ms))
+            append((key, cid, name, v, t, uid, dims_json))
             continue
         if type(values) is not dict or not values or not all(map(_is_entry, values.items())):
             bad.append(i)
@@ -274,7 +274,7 @@ def prepare(events: Sequence[Any], rules: Mapping[str, Sequence[Rule]], now_ms: 
                 t.to_bytes(8, "big")
                 + blake2b(dumps((uid, name, cid, v, t, dims_json)), digest_size=16).digest()
             )
-            append((key, cid, name, v, t, uid, dims_json, now_ms))
+            append((key, cid, name, v, t, uid, dims_json))
     if bad:
         details = [d for i in bad for d in problems(i, events[i])]
         raise IngestRejected(

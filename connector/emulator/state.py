@@ -69,7 +69,7 @@ class EmulatorState:
     def ingest(self, body: bytes, content_encoding: str | None) -> IngestOutcome:
         """Decode, validate, filter and store one /ingest body (raises IngestRejected)."""
         events = parse_events(decompress(body, content_encoding))
-        prepared = prepare(events, self._rules, now_ms())
+        prepared = prepare(events, self._rules)
         inserted = self.store.insert_records(prepared.rows)
         return IngestOutcome(
             acknowledged=prepared.acknowledged,

@@ -39,7 +39,7 @@ def event(**overrides: Any) -> dict[str, Any]:
 
 
 def key(ev: dict[str, Any]) -> bytes:
-    (row,) = prepare([ev], {}, 0).rows
+    (row,) = prepare([ev], {}).rows
     return row[0]
 
 
@@ -127,7 +127,7 @@ class TestValidation:
     )
     def test_each_rule(self, overrides: dict[str, Any], field: str) -> None:
         with pytest.raises(IngestRejected) as err:
-            prepare([event(), event(**overrides)], {}, 0)
+            prepare([event(), event(**overrides)], {})
         body = err.value.body
         assert err.value.status == 400 and body["code"] == "BAD_REQUEST"
         assert {(d["index"], d["field"]) for d in body["details"]} >= {(1, field)}
@@ -136,7 +136,7 @@ class TestValidation:
     def test_every_bad_event_is_listed(self) -> None:
         events = [event(), "nope", event(customerId=""), event(), event(meterTimeInMillis=0)]
         with pytest.raises(IngestRejected) as err:
-            prepare(events, {}, 0)
+            prepare(events, {})
         assert sorted({d["index"] for d in err.value.body["details"]}) == [1, 2, 4]
         assert err.value.body["details"][0] == {
             "index": 1,
@@ -145,28 +145,28 @@ class TestValidation:
         }
 
     def test_unknown_keys_and_nulls_are_fine(self) -> None:
-        rows = prepare([event(uniqueId=None, dimensions=None, extra={"x": 1})], {}, 0).rows
+        rows = prepare([event(uniqueId=None, dimensions=None, extra={"x": 1})], {}).rows
         assert len(rows) == 1
         assert rows[0][5] is None and rows[0][6] is None
 
     def test_negative_and_float_values(self) -> None:
-        rows = prepare([event(meterValue=-2.5), event(meterValue=3, uniqueId="u2")], {}, 0).rows
+        rows = prepare([event(meterValue=-2.5), event(meterValue=3, uniqueId="u2")], {}).rows
         assert [r[3] for r in rows] == [-2.5, 3.0]
 
 
 class TestValuesExpansion:
     def test_one_record_per_meter(self) -> None:
         ev = event(meterApiName=..., meterValue=..., values={"calls": 2, "bytes": 512.5})
-        prepared = prepare([ev], {}, 123)
+        prepared = prepare([ev], {})
         rows = sorted(prepared.rows, key=lambda r: r[2])
-        assert [(r[1], r[2], r[3], r[4], r[7]) for r in rows] == [
-            ("c1", "bytes", 512.5, T, 123),
-            ("c1", "calls", 2.0, T, 123),
+        assert [(r[1], r[2], r[3], r[4]) for r in rows] == [
+            ("c1", "bytes", 512.5, T),
+            ("c1", "calls", 2.0, T),
         ]
         assert prepared.acknowledged == 2
 
     def test_values_win_over_meter_api_name(self) -> None:
-        rows = prepare([event(values={"other": 4})], {}, 0).rows
+        rows = prepare([event(values={"other": 4})], {}).rows
         assert [(r[2], r[3]) for r in rows] == [("other", 4.0)]
 
 
@@ -224,7 +224,7 @@ class TestFilteringRules:
             event(uniqueId="no-dims", dimensions=None),
             event(uniqueId="other-meter", meterApiName="bytes", dimensions=None),
         ]
-        prepared = prepare(events, self.RULES, 0)
+        prepared = prepare(events, self.RULES)
         assert [r[5] for r in prepared.rows] == ["kept", "other-meter"]
         assert prepared.filtered == 3
         assert prepared.acknowledged == 5
@@ -255,7 +255,7 @@ def test_fast_path_and_explanations_agree(ev: Any) -> None:
     """An event is rejected by prepare() exactly when problems() finds something wrong."""
     found = problems(0, ev)
     try:
-        prepare([ev], {}, 0)
+        prepare([ev], {})
     except IngestRejected as exc:
         assert found, f"rejected without a problem: {ev!r}"
         assert exc.body["details"] == found
