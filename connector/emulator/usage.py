@@ -18,7 +18,7 @@ Semantics (the live docs leave several points open; these are the emulator's cho
   the values; a record lacking the dimension does not match.  The seed's ``customerFilter``
   list is the same as ``filter.customerId``.
 * ``take`` {limit, isAscending} orders groups by groupValue (descending unless isAscending)
-  and keeps the first ``limit``; without ``take`` groups are ordered by their group values.
+  and keeps the first ``limit``; without ``take`` groups are sorted by their groupInfo values.
 """
 
 from __future__ import annotations
