@@ -257,14 +257,14 @@ def dlq_inspect(
             break
     line = summary.line() + (" (--limit reached)" if limit and summary.total >= limit else "")
     if as_json:
-        err.print(line, highlight=False)
+        click.echo(line, err=True)
         return
-    out = Console()
-    if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
-        out = Console(width=200)
     if shown:
+        out = Console()
+        if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
+            out = Console(width=200)
         out.print(letters_table(shown, title=", ".join(names)))
-    out.print(line, highlight=False)
+    click.echo(line)
 
 
 @dlq.command("replay")
@@ -336,7 +336,7 @@ def dlq_replay(
             progress=show,
         )
         replayer.run(names, lambda t: err.print(f"{t}: no such topic (no dead letters yet)"))
-    Console().print(replayer.report.line(), highlight=False)
+    click.echo(replayer.report.line())
 
 
 def _configure_logging(level: str, fmt: str) -> None:

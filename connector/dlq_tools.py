@@ -79,6 +79,8 @@ _CONNECT_STAGE = {
 }
 ERROR_PREVIEW_CHARS = 160
 """Error text shown per row of the ``inspect`` table (``--json`` has all of it)."""
+IDLE_CAP_FACTOR = 5
+"""Longest wait for a partition that never reports its end, in units of ``idle_s``."""
 WINDOW = 500
 """Dead letters republished between two commits of the replay progress."""
 
@@ -321,6 +323,7 @@ def _reader(settings: Settings, group_id: str) -> Consumer:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "client.id": "amberflo-connector-dlq-tool",
+            "enable.partition.eof": True,
         }
     )
 
@@ -337,9 +340,22 @@ def _partitions(consumer: Consumer, topic: str) -> list[int] | None:
     return sorted(t.partitions)
 
 
-def _read(consumer: Consumer, idle_s: float, stop: Callable[[], bool]) -> Iterator[Message]:
-    """Messages of the current assignment until a poll stays empty for ``idle_s``."""
+def _read(
+    consumer: Consumer,
+    idle_s: float,
+    stop: Callable[[], bool],
+    settled: Callable[[], set[tuple[str, int]]] = set,
+) -> Iterator[Message]:
+    """Messages of the current assignment until the end, or until ``stop()``.
+
+    The end is a poll staying empty for ``idle_s`` once every assigned partition (except those
+    in ``settled()``, e.g. paused ones) has reported end-of-partition at least once, so a slow
+    first fetch is not mistaken for an empty topic.  End-of-partition alone is not trusted (it
+    follows the broker's end offset, which Tansu reports too low); without it the wait is
+    capped at ``IDLE_CAP_FACTOR × idle_s``.
+    """
     last = time.monotonic()
+    at_end: set[tuple[str, int]] = set()
     while not stop():
         batch = consumer.consume(500, min(idle_s, 0.2))
         got = False
@@ -347,13 +363,20 @@ def _read(consumer: Consumer, idle_s: float, stop: Callable[[], bool]) -> Iterat
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add((str(msg.topic()), int(msg.partition() or 0)))
                     continue
                 raise FatalError(f"reading the dead-letter topic failed: {err.str()}")
             got = True
             yield msg
+        now = time.monotonic()
         if got:
-            last = time.monotonic()
-        elif time.monotonic() - last >= idle_s:
+            last = now
+            continue
+        idle = now - last
+        if idle < idle_s:
+            continue
+        waiting = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        if not (waiting - at_end - settled()) or idle >= IDLE_CAP_FACTOR * idle_s:
             return
 
 
@@ -510,6 +533,8 @@ class Replayer:
         self._consumer = _reader(settings, self.group)
         self._producer: Producer | None = None
         self._target_parts: dict[str, int] = {}
+        self._next: dict[tuple[str, int], int] = {}  # one past our last acked record there
+        self._marks: dict[str, Consumer] = {}  # committers of the pending groups
 
     # -- public ------------------------------------------------------------------------
     def run(self, topics: list[str], on_missing: Callable[[str], None] | None = None) -> None:
@@ -523,6 +548,8 @@ class Replayer:
                 self._replay_topic(topic, parts)
         finally:
             self._consumer.close()
+            for c in self._marks.values():
+                c.close()
             if self._producer is not None:
                 self._producer.flush(10)
 
@@ -557,7 +584,10 @@ class Replayer:
         def all_stopped() -> bool:
             return len(stopped) == len(parts)
 
-        for msg in _read(self._consumer, self.idle_s, all_stopped):
+        def settled() -> set[tuple[str, int]]:
+            return {(topic, p) for p in stopped}
+
+        for msg in _read(self._consumer, self.idle_s, all_stopped, settled):
             letter = DeadLetterView.from_message(msg)
             p = letter.partition
             if p in stopped:
@@ -625,6 +655,11 @@ class Replayer:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 failures.append(f"{msg.topic()}/{msg.partition()}: {err.str()}")
+                return
+            key = (str(msg.topic()), int(msg.partition() or 0))
+            after = int(msg.offset() or 0) + 1
+            if after > self._next.get(key, 0):
+                self._next[key] = after
 
         for w in window:
             r = w.letter
@@ -670,7 +705,15 @@ class Replayer:
         return self._producer
 
     def _low_bound(self, topic: str, partition: int) -> int:
-        """An offset at or below the next one ``topic/partition`` will assign."""
+        """An offset at or below the next one ``topic/partition`` will assign.
+
+        One past our last acknowledged record there (every earlier produce is acknowledged
+        when this is asked), else the partition's end offset, which some brokers (Tansu)
+        report too low — harmless for a lower bound.
+        """
+        known = self._next.get((topic, partition))
+        if known is not None:
+            return known
         try:
             _low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=10, cached=False
@@ -693,7 +736,11 @@ class Replayer:
             ) from exc
 
     def _commit_group(self, group: str, marks: dict[tuple[str, int], int]) -> None:
-        c = Consumer({**self._conf, "group.id": group, "enable.auto.commit": False})
+        c = self._marks.get(group)
+        if c is None:
+            c = self._marks[group] = Consumer(
+                {**self._conf, "group.id": group, "enable.auto.commit": False}
+            )
         try:
             c.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in marks.items()],
@@ -701,8 +748,6 @@ class Replayer:
             )
         except KafkaException as exc:
             raise FatalError(f"cannot record the replay window in {group!r}: {exc}") from exc
-        finally:
-            c.close()
 
     def _pending(self, group: str) -> dict[tuple[str, int], int]:
         """The marks an interrupted run left: target partition → lowest offset it produced at."""
@@ -737,40 +782,45 @@ class Replayer:
         found: set[tuple[int, int]] = set()
         reader = _reader(self.settings, f"{self.group}.scan-{time.time_ns()}")
         try:
-            for (target, tp), low in sorted(pending.items()):
-                for source in self._markers(reader, target, tp, low):
-                    head, _, off = source.rpartition("/")
-                    name, _, part = head.rpartition("/")
-                    if name == topic and part.isdigit() and off.isdigit():
-                        p, o = int(part), int(off)
-                        if o >= start.get(p, 0):
-                            found.add((p, o))
+            for source in self._markers(reader, pending):
+                head, _, off = source.rpartition("/")
+                name, _, part = head.rpartition("/")
+                if name == topic and part.isdigit() and off.isdigit():
+                    p, o = int(part), int(off)
+                    if o >= start.get(p, 0):
+                        found.add((p, o))
         finally:
             reader.close()
         return found
 
-    def _markers(self, reader: Consumer, topic: str, partition: int, low: int) -> Iterator[str]:
-        """``amberflo.replay.source`` values on ``topic/partition`` from offset ``low`` on.
+    def _markers(self, reader: Consumer, marks: dict[tuple[str, int], int]) -> Iterator[str]:
+        """``amberflo.replay.source`` values on each marked partition from its offset on.
 
-        Reads up to the end offset as of now, then ``idle_s`` longer (some brokers report an
-        end offset below the last record), or until a poll stays empty for ``idle_s``.
+        Reads every partition up to its end offset as of now and then ``idle_s`` longer (some
+        brokers report an end offset below the last record); or until a poll stays empty for
+        ``idle_s``.
         """
-        _low, high = reader.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=10, cached=False
-        )
-        reader.assign([TopicPartition(topic, partition, low)])
+        ends: dict[tuple[str, int], int] = {}
+        for (t, p), low in marks.items():
+            _low, high = reader.get_watermark_offsets(
+                TopicPartition(t, p), timeout=10, cached=False
+            )
+            if high > low:
+                ends[(t, p)] = high
+        reader.assign([TopicPartition(t, p, low) for (t, p), low in marks.items()])
         reached: list[float] = []
 
         def done() -> bool:
+            if not reached and not ends:
+                reached.append(time.monotonic())
             return bool(reached) and time.monotonic() - reached[0] >= self.idle_s
 
-        try:
-            for msg in _read(reader, self.idle_s, done):
-                if not reached and (msg.offset() or 0) + 1 >= high:
-                    reached.append(time.monotonic())
-                raw = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-                for k, v in raw or ():
-                    if k == REPLAY_SOURCE_HEADER and v:
-                        yield v.decode("utf-8", "replace")
-        finally:
-            reader.unassign()
+        for msg in _read(reader, self.idle_s, done):
+            key = (str(msg.topic()), int(msg.partition() or 0))
+            if key in ends and (msg.offset() or 0) + 1 >= ends[key]:
+                del ends[key]
+            raw = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            for k, v in raw or ():
+                if k == REPLAY_SOURCE_HEADER and v:
+                    yield v.decode("utf-8", "replace")
+        reader.unassign()

@@ -25,8 +25,8 @@ def read_topic(
 ) -> list[Message]:
     """Every record of `topic` from the beginning, via assign() (no group join, no commit).
 
-    Stops once `expect` records were read (then reads `idle` more seconds to catch extras),
-    or when a poll stays empty for `idle` seconds, or at `timeout`.
+    Stops once `expect` records were read and a poll stayed empty for min(`idle`, 0.5) s, or
+    (without `expect`) when a poll stays empty for `idle` seconds, or at `timeout`.
     """
     c = Consumer(
         {
@@ -48,7 +48,10 @@ def read_topic(
             if got:
                 out.extend(got)
                 last = time.monotonic()
-            elif time.monotonic() - last >= idle and (expect is None or len(out) >= expect):
+            elif expect is not None and len(out) >= expect:
+                if time.monotonic() - last >= min(idle, 0.5):
+                    break  # extras (duplicates) would have come with the rest
+            elif time.monotonic() - last >= idle and expect is None:
                 break
         return out
     finally:
