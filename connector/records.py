@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple, cast
 
 Headers = tuple[tuple[str, bytes | None], ...]
+_NO_DIMENSIONS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One Kafka record exactly as consumed (bytes untouched, so a dead letter can keep them)."""
+class SourceRecord(NamedTuple):
+    """One Kafka record exactly as consumed (bytes untouched, so a dead letter can keep them).
+
+    A ``NamedTuple`` (immutable, and three times cheaper to build than a frozen dataclass: the
+    worker builds one per consumed record).
+    """
 
     topic: str
     partition: int
@@ -28,32 +35,76 @@ class SourceRecord:
         return found
 
 
-@dataclass(frozen=True, slots=True)
 class MeterEvent:
-    """One Amberflo meter event. ``payload()`` is the exact JSON object sent to ``/ingest``.
+    """One Amberflo meter event, held as the exact JSON object sent to ``/ingest``.
 
     Every field is a pure function of the source record (no clock, no randomness), so a
     replayed record produces a byte-identical event and Amberflo discards it as a duplicate.
+
+    Immutable by contract: the body is built once here, ``payload()`` hands out that very
+    object (no copy: the sink serialises it as is), and nobody may mutate it.  A ``dimensions``
+    dict is kept by reference, so the caller hands it over and must not mutate it either
+    (``map_native`` passes the freshly decoded record's dict); pairs are copied into a dict.
+    Equality compares the bodies.
     """
 
-    customer_id: str
-    meter_api_name: str
-    meter_value: float | int
-    time_ms: int
-    unique_id: str
-    dimensions: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("_body",)
+
+    def __init__(
+        self,
+        customer_id: str,
+        meter_api_name: str,
+        meter_value: float | int,
+        time_ms: int,
+        unique_id: str,
+        dimensions: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        body: dict[str, object] = {
+            "customerId": customer_id,
+            "meterApiName": meter_api_name,
+            "meterValue": meter_value,
+            "meterTimeInMillis": time_ms,
+            "uniqueId": unique_id,
+        }
+        if dimensions:
+            body["dimensions"] = dimensions if type(dimensions) is dict else dict(dimensions)
+        self._body = body
+
+    @property
+    def customer_id(self) -> str:
+        return cast(str, self._body["customerId"])
+
+    @property
+    def meter_api_name(self) -> str:
+        return cast(str, self._body["meterApiName"])
+
+    @property
+    def meter_value(self) -> float | int:
+        return cast("float | int", self._body["meterValue"])
+
+    @property
+    def time_ms(self) -> int:
+        return cast(int, self._body["meterTimeInMillis"])
+
+    @property
+    def unique_id(self) -> str:
+        return cast(str, self._body["uniqueId"])
+
+    @property
+    def dimensions(self) -> Mapping[str, str]:
+        return cast("Mapping[str, str]", self._body.get("dimensions", _NO_DIMENSIONS))
 
     def payload(self) -> dict[str, object]:
-        body: dict[str, object] = {
-            "customerId": self.customer_id,
-            "meterApiName": self.meter_api_name,
-            "meterValue": self.meter_value,
-            "meterTimeInMillis": self.time_ms,
-            "uniqueId": self.unique_id,
-        }
-        if self.dimensions:
-            body["dimensions"] = dict(self.dimensions)
-        return body
+        """The JSON object for ``/ingest`` (the event's own body: read it, never mutate it)."""
+        return self._body
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MeterEvent) and self._body == other._body
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MeterEvent({self._body!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,15 +73,21 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
-def _dimensions(value: Any) -> tuple[tuple[str, str], ...]:
+def _dimensions(value: Any) -> dict[str, str] | None:
+    """The validated dimensions object itself (not copied: the event takes it over)."""
     if value is None:
-        return ()
+        return None
     if not isinstance(value, dict):
         raise _fail("dimensions", "must be an object of string values")
-    for k, v in value.items():
-        if not isinstance(v, str):
-            raise _fail(f"dimensions.{k}", f"must be a string (got {type(v).__name__})")
-    return tuple(value.items())
+    try:
+        "".join(value.values())  # C-speed "every value is a str" check; TypeError otherwise
+    except TypeError:
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise _fail(
+                    f"dimensions.{k}", f"must be a string (got {type(v).__name__})"
+                ) from None
+    return value
 
 
 def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEvent]:
@@ -91,30 +97,43 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
     ``meterValue`` (default 1), ``meterTimeInMillis`` (default: the Kafka timestamp),
     ``dimensions``, ``uniqueId``, ``values`` ({meter: number}: one event per entry).
     Raises ``MappingError`` (stage ``transform``) naming the field and the rule.
+
+    ``value`` is consumed: its ``dimensions`` object becomes part of the events, so the
+    caller must not mutate it afterwards.  This runs once per record on the hot path, so the
+    common cases are checked inline and the helpers only run to name a failure.
     """
     if not isinstance(value, dict):
         raise _fail("record", f"must be a JSON object (got {type(value).__name__})")
-    customer = _text(value.get("customerId"), "customerId")
+    get = value.get
+    customer = get("customerId")
+    if type(customer) is not str or not customer:
+        customer = _text(customer, "customerId")
 
-    time_ms = value.get("meterTimeInMillis")
+    time_ms = get("meterTimeInMillis")
     if time_ms is None:
         time_ms = record.timestamp_ms
         if time_ms <= 0:
             raise _fail("meterTimeInMillis", "missing and the Kafka record has no timestamp")
-    elif isinstance(time_ms, float) and time_ms.is_integer():
+    elif type(time_ms) is float and time_ms.is_integer():
         time_ms = int(time_ms)
-    if isinstance(time_ms, bool) or not isinstance(time_ms, int) or time_ms <= 0:
+    if type(time_ms) is not int or time_ms <= 0:
         raise _fail("meterTimeInMillis", f"must be a positive integer (got {time_ms!r})")
 
-    dims = _dimensions(value.get("dimensions"))
-    given_id = value.get("uniqueId")
+    dims = get("dimensions")
+    if dims is not None:
+        dims = _dimensions(dims)
+    given_id = get("uniqueId")
     if given_id is not None:
         given_id = _text(given_id, "uniqueId")
 
-    values = value.get("values")
+    values = get("values")
     if values is None:
-        meter = _text(value.get("meterApiName"), "meterApiName")
-        amount = _number(value.get("meterValue", 1), "meterValue")
+        meter = get("meterApiName")
+        if type(meter) is not str or not meter:
+            meter = _text(meter, "meterApiName")
+        amount = get("meterValue", 1)
+        if type(amount) is not int and (type(amount) is not float or not math.isfinite(amount)):
+            amount = _number(amount, "meterValue")
         uid = given_id or ids.derive(coordinates(record), meter)
         return [MeterEvent(customer, meter, amount, time_ms, uid, dims)]
 
