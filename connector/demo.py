@@ -1,0 +1,280 @@
+"""``amberflo-connector demo``: the whole product on this machine, end to end.
+
+Starts the embedded broker and the emulator in a temporary directory, produces a sample
+workload (plus a few malformed records), runs the real connector process until every record is
+accounted for (stored in the emulator or dead-lettered: records are counted, not end offsets),
+then prints usage per meter and customer from the emulator's ``/usage`` API and checks that the
+totals in Amberflo equal the totals produced.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connector.amberflo.client import AmberfloClient
+from connector.embedded import EmbeddedBroker, EmbeddedEmulator
+from connector.errors import FatalError
+
+TOPIC = "usage-events"
+API_KEY = "local-dev-key"
+METERS = ("api-calls", "storage-gb-hours", "compute-seconds")
+MALFORMED: list[bytes] = [
+    b"{not json",
+    b'{"meterApiName": "api-calls", "meterValue": 1}',  # no customerId
+    b'{"customerId": "acme", "meterApiName": "api-calls", "meterValue": "ten"}',
+    b'{"customerId": "acme", "meterApiName": "api-calls", "meterTimeInMillis": -5}',
+    b"[1, 2, 3]",
+]
+Totals = dict[tuple[str, str], float]
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def workload(n: int, customers: int, seed: int = 7) -> tuple[list[bytes], Totals]:
+    """n native records; values are multiples of 0.25 so float sums are exact."""
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000)
+    names = [f"customer-{i:02d}" for i in range(customers)]
+    totals: Totals = defaultdict(float)
+    out = []
+    for i in range(n):
+        meter = METERS[i % len(METERS)]
+        customer = names[rng.randrange(customers)]
+        value = 1.0 if meter == "api-calls" else rng.randint(1, 400) / 4
+        totals[(meter, customer)] += value
+        event = {
+            "customerId": customer,
+            "meterApiName": meter,
+            "meterValue": value,
+            "meterTimeInMillis": now_ms - rng.randrange(3_600_000),
+            "dimensions": {"region": rng.choice(("us-east-1", "eu-west-1"))},
+        }
+        out.append(orjson.dumps(event))
+    return out, dict(totals)
+
+
+def _produce(bootstrap: str, values: list[bytes], progress: Progress) -> None:
+    task = progress.add_task("producing", total=len(values))
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 10, "compression.type": "lz4"}
+    )
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(TOPIC, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 5000 == 0:
+            producer.poll(0)
+            progress.update(task, completed=i)
+    if producer.flush(60):
+        raise FatalError("the embedded broker did not acknowledge every sample record")
+    progress.update(task, completed=len(values))
+
+
+class _DlqCounter(threading.Thread):
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(daemon=True)
+        self.count = 0
+        self._stop_event = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "demo-dlq-counter",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+            }
+        )
+        self._consumer.subscribe([f"{TOPIC}.dlq"])
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            for m in self._consumer.consume(500, 0.2):
+                if m.error() is None:
+                    self.count += 1
+        self._consumer.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+
+def run_demo(events: int, customers: int, keep_running: bool, console: Console) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="amberflo-demo-"))
+    console.print(f"[bold]Amberflo connector demo[/] — working in {workdir}")
+    with (
+        EmbeddedBroker(log_path=workdir / "broker.log") as broker,
+        EmbeddedEmulator(
+            db=workdir / "emulator.db", api_key=API_KEY, log_path=workdir / "emulator.log"
+        ) as emulator,
+    ):
+        console.print(f"  Kafka broker     {broker.bootstrap}  (Tansu, in memory)")
+        console.print(f"  Amberflo API     {emulator.base_url}  (emulator, key {API_KEY!r})")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        # The DLQ topic too, so the dead-letter counter below sees it from the start.
+        futures = admin.create_topics(
+            [NewTopic(TOPIC, num_partitions=6), NewTopic(f"{TOPIC}.dlq", num_partitions=1)]
+        )
+        for future in futures.values():
+            future.result(15)
+        values, expected = workload(events, customers)
+        stream = values[:]
+        for i, bad in enumerate(MALFORMED):  # scatter the malformed records
+            stream.insert((i + 1) * len(values) // (len(MALFORMED) + 1), bad)
+        with _progress(console) as progress:
+            _produce(broker.bootstrap, stream, progress)
+        console.print(
+            f"  produced {events:,} usage records and {len(MALFORMED)} malformed ones "
+            f"to topic {TOPIC!r}"
+        )
+        dlq = _DlqCounter(broker.bootstrap)
+        dlq.start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+        env.update(
+            {
+                "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+                "CONNECTOR_KAFKA__TOPICS": TOPIC,
+                # Tansu takes about half the session timeout per group join: keep it short.
+                "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
+                "CONNECTOR_AMBERFLO__API_KEY": API_KEY,
+                "CONNECTOR_AMBERFLO__BASE_URL": emulator.base_url,
+                "CONNECTOR_METRICS_PORT": "0",
+            }
+        )
+        log_path = workdir / "connector.log"
+        with open(log_path, "ab") as log:
+            connector = subprocess.Popen(
+                [sys.executable, "-m", "connector", "run"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        client = AmberfloClient(emulator.base_url, API_KEY)
+        started = time.monotonic()
+        try:
+            with _progress(console) as progress:
+                task = progress.add_task("connector", total=len(stream))
+                while True:
+                    stored = int(client.emulator_stats()["records_stored"])
+                    progress.update(task, completed=stored + dlq.count)
+                    if stored + dlq.count >= len(stream):
+                        break
+                    if connector.poll() is not None:
+                        raise FatalError(
+                            f"the connector exited with code {connector.returncode}; see {log_path}"
+                        )
+                    time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            console.print(
+                f"  delivered in {elapsed:.1f}s ({events / elapsed:,.0f} records/s, "
+                "including the consumer group join)"
+            )
+            actual = _usage(client, customers)
+            _print_table(console, actual)
+            dead = dlq.count
+            dlq.stop()
+            ok = _check(console, expected, actual, dead)
+            if keep_running:
+                console.print(
+                    f"\nLeft running: Kafka {broker.bootstrap}, Amberflo emulator "
+                    f"{emulator.base_url} (X-API-KEY: {API_KEY}), connector pid "
+                    f"{connector.pid}. Ctrl-C to stop."
+                )
+                try:
+                    while connector.poll() is None:
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return 0 if ok else 1
+        finally:
+            if connector.poll() is None:
+                connector.send_signal(signal.SIGTERM)
+                try:
+                    connector.wait(30)
+                except subprocess.TimeoutExpired:
+                    connector.kill()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("  {task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _usage(client: AmberfloClient, customers: int) -> Totals:
+    now = int(time.time())
+    out: Totals = {}
+    for meter in METERS:
+        report = client.query_usage(
+            {
+                "meterApiName": meter,
+                "aggregation": "SUM",
+                "timeGroupingInterval": "DAY",
+                "groupBy": ["customerId"],
+                "timeRange": {"startTimeInSeconds": now - 2 * 86_400, "endTimeInSeconds": now + 60},
+                "take": {"limit": max(customers, 1), "isAscending": False},
+            }
+        )
+        for row in report.get("clientMeters", []):
+            info: dict[str, Any] = row["group"]["groupInfo"]
+            out[(meter, info["customerId"])] = float(row["groupValue"])
+    return out
+
+
+def _print_table(console: Console, usage: Totals) -> None:
+    table = Table(title="Usage in Amberflo (emulator /usage, SUM by customer)")
+    table.add_column("customer")
+    for meter in METERS:
+        table.add_column(meter, justify="right")
+    for customer in sorted({c for _, c in usage}):
+        table.add_row(customer, *(f"{usage.get((m, customer), 0):,.2f}" for m in METERS))
+    table.add_row(
+        "[bold]total",
+        *(f"[bold]{sum(v for (m, _), v in usage.items() if m == meter):,.2f}" for meter in METERS),
+    )
+    console.print(table)
+
+
+def _check(console: Console, expected: Totals, actual: Totals, dead: int) -> bool:
+    console.print(f"  dead-lettered: {dead} (expected {len(MALFORMED)}: the malformed records)")
+    wrong = sorted(
+        k
+        for k in expected.keys() | actual.keys()
+        if abs(expected.get(k, 0) - actual.get(k, 0)) > 1e-6
+    )
+    ok = not wrong and dead == len(MALFORMED)
+    if ok:
+        console.print(
+            f"[bold green]CHECK OK[/]: all {len(expected)} meter×customer totals in Amberflo "
+            "equal the totals produced"
+        )
+    else:
+        console.print(
+            f"[bold red]CHECK FAILED[/]: {len(wrong)} totals differ "
+            f"(first: {wrong[:3]}), dead letters {dead}"
+        )
+    return ok
