@@ -49,6 +49,16 @@ log = logging.getLogger("connector.worker")
 _Result = Outcome | BaseException
 
 
+class _Letter:
+    """A record's dead letter: acknowledged yet, and its parts rejected while it was not."""
+
+    __slots__ = ("acked", "extra")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.extra = 0
+
+
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -65,6 +75,7 @@ class Worker:
         self._batch_started = 0.0
         self._last_commit = time.monotonic()
         self._commit_allowed = True
+        self._letters: dict[tuple[PartitionState, int], _Letter] = {}  # per record with a DLQ
         self._threads = [
             threading.Thread(target=self._deliver_loop, name=f"sink-{i}", daemon=True)
             for i in range(settings.sink.max_in_flight)
@@ -192,9 +203,28 @@ class Worker:
         log.warning("consumer error: %s", err.str())
 
     def _dead_letter(self, record: SourceRecord, exc: RecordError, state: PartitionState) -> None:
-        letter = DeadLetter(record, exc.stage, type(exc).__name__, str(exc), exc.http_status)
+        """Dead-letter the record once, however many of its events were rejected.
+
+        Each rejected part is done only once that one dead letter is acknowledged (parts
+        rejected before the acknowledgement are folded into it, later ones are done at once).
+        """
         offset = record.offset
-        self.dlq.publish(letter, lambda: state.done(offset))
+        known = self._letters.get((state, offset))
+        if known is not None:
+            if known.acked:
+                state.done(offset)
+            else:
+                known.extra += 1
+            return
+        entry = self._letters[(state, offset)] = _Letter()
+        letter = DeadLetter(record, exc.stage, type(exc).__name__, str(exc), exc.http_status)
+
+        def on_ack() -> None:
+            entry.acked = True
+            state.done(offset, 1 + entry.extra)
+            entry.extra = 0
+
+        self.dlq.publish(letter, on_ack)
 
     # -- delivery -------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -244,6 +274,10 @@ class Worker:
             for t, p, o in offsets:
                 self.checkpoint.committed(t, p, o)
         metrics.BUFFERED.set(self.checkpoint.pending_records)
+        if self._letters:  # forget the dead letters of records that are done
+            self._letters = {
+                k: v for k, v in self._letters.items() if k[0].active and k[1] in k[0].pending
+            }
 
     def _backpressure(self) -> None:
         limit = self.settings.sink.max_buffered_records

@@ -223,13 +223,25 @@ def test_connect_header_style(
                 "timestamp": T0 + 2,
             },
             {"value": orjson.dumps(event(m, 1)), "key": b"k3", "timestamp": T0 + 3},
+            {  # one record, three events, all rejected: still one dead letter
+                "value": orjson.dumps(
+                    {
+                        "customerId": "c",
+                        "values": {"a": 1, "b": 2, "c": 3},
+                        "meterTimeInMillis": TOO_LATE,
+                    }
+                ),
+                "key": b"k4",
+                "timestamp": T0 + 4,
+            },
         ],
     )
     group = f"g-{m}"
     proc = start(topic, group, CONNECTOR_DLQ__HEADER_STYLE="connect", CONNECTOR_DLQ__TOPIC=dlq)
-    dead = wait_for_records(kafka_broker, dlq, 3)
+    dead = wait_for_records(kafka_broker, dlq, 4)
     wait_until(lambda: emu.count(m) == 1, 30, "the good event stored")
-    assert len(dead) == 3
+    wait_until(lambda: committed(kafka_broker, group, topic, 1)[0] == 5, 15, "all committed")
+    assert len(read_topic(kafka_broker, dlq, expect=4)) == 4
     dead.sort(key=lambda msg: int(header(msg, "__connect.errors.offset") or -1))
     names = [
         f"__connect.errors.{n}"
@@ -250,8 +262,10 @@ def test_connect_header_style(
         ("VALUE_CONVERTER", "decode", "DecodeError", "not valid JSON"),
         ("TRANSFORMATION", "transform", "MappingError", "customerId: must be a non-empty string"),
         ("TASK_PUT", "sink", "EventRejected", "HTTP 400: "),
+        ("TASK_PUT", "sink", "EventRejected", "HTTP 400: "),
     ]
-    for offset, (msg, (stage, ours, cls, message)) in enumerate(zip(dead, expect, strict=True)):
+    for msg, (stage, ours, cls, message) in zip(dead, expect, strict=True):
+        offset = int(header(msg, "__connect.errors.offset") or -1)
         hs = headers_of(msg)
         assert msg.key() == f"k{offset}".encode() and msg.timestamp()[1] == T0 + offset
         if offset == 0:
