@@ -358,7 +358,7 @@ def reference_markdown() -> str:
         if info.is_required():
             default = "**required**"
         elif info.default_factory is not None:
-            default = f"`{info.default_factory()}`"  # type: ignore[call-arg]
+            default = f"`{info.default_factory()}`"
         elif info.default is None:
             default = "—"
         else:
