@@ -151,7 +151,9 @@ def test_outage_commits_nothing_unstored_then_recovers(
     assert sum(committed(kafka_broker, group, topic, 4).values()) == 4000
 
 
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
 def test_two_workers_split_partitions_and_one_stops(
+    strategy: str,
     kafka_broker: str,
     topic_factory: Callable[..., str],
     emu: Emu,
@@ -160,8 +162,13 @@ def test_two_workers_split_partitions_and_one_stops(
     topic, m = topic_factory(4), meter()
     records = usage_records(m, 30_000, customers=7)
     group = f"g-{m}"
-    a = start(topic, group, CONNECTOR_SINK__MAX_IN_FLIGHT="1", CONNECTOR_SINK__BATCH_SIZE="200")
-    b = start(topic, group, CONNECTOR_SINK__MAX_IN_FLIGHT="1", CONNECTOR_SINK__BATCH_SIZE="200")
+    opts = {
+        "CONNECTOR_SINK__MAX_IN_FLIGHT": "1",
+        "CONNECTOR_SINK__BATCH_SIZE": "200",
+        "CONNECTOR_KAFKA__ASSIGNMENT_STRATEGY": strategy,
+    }
+    a = start(topic, group, **opts)
+    b = start(topic, group, **opts)
     time.sleep(4)  # both joined
     produce(kafka_broker, topic, records)
     wait_until(lambda: emu.count(m) >= 5000, 60, "some events stored")
@@ -205,3 +212,33 @@ def test_sigterm_under_load_exits_zero_and_restart_resumes(
     time.sleep(1)
     assert emu.count(m) == 30_000
     assert emu.totals(m) == pytest.approx(expected_totals(records))
+
+
+def test_workers_flag_runs_processes_in_one_group(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    topic, m = topic_factory(4), meter()
+    records = usage_records(m, 10_000)
+    produce(kafka_broker, topic, records)
+    parent = start(topic, f"g-{m}", args=["--workers", "2"])
+    wait_until(lambda: emu.count(m) >= 10_000, 90, "all events stored")
+    wait_until(lambda: parent.output().count("assigned") >= 2, 30, "both workers assigned")
+    parent.signal(signal.SIGTERM)
+    assert parent.wait(40) == 0
+    assert parent.output().count("stopped") == 2  # the signal reached both children
+    assert emu.totals(m) == pytest.approx(expected_totals(records))
+
+
+def test_workers_flag_fails_when_a_child_fails(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    parent = start(
+        topic_factory(1), "g-bad", args=["--workers", "2"], CONNECTOR_AMBERFLO__API_KEY="wrong"
+    )
+    assert parent.wait(60) != 0
+    assert "rejected the API key" in parent.output()
