@@ -28,6 +28,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
+import requests.utils
+import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -146,7 +148,7 @@ class Sink:
         if self._cfg.gzip:
             self._headers["Content-Encoding"] = "gzip"
         self.abort = abort or threading.Event()
-        self._local = threading.local()
+        self._http = self._make_http()
         self._lock = threading.Lock()
         self.backing_off = 0  # threads currently waiting to retry
         self._last_stuck_log = 0.0
@@ -159,16 +161,34 @@ class Sink:
         )
 
     # -- HTTP ---------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers.update(self._headers)
-            self._local.session = session
-        return session
+    def _make_http(self) -> urllib3.PoolManager:
+        """One connection pool (``max_in_flight`` keep-alive connections) shared by the
+        delivery threads.  urllib3 directly, not requests: requests spent ~1.1 ms of GIL-held
+        CPU per request here (0.3 ms with urllib3), 2 µs per event at batches of 500.  What
+        requests would take from the environment is resolved once, the same way:
+        ``HTTP(S)_PROXY``/``NO_PROXY`` and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (else
+        certifi's bundle)."""
+        ca_certs = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        )
+        options: dict[str, object] = {
+            "num_pools": 2,
+            "maxsize": self._cfg.max_in_flight,
+            "block": False,
+            "retries": False,
+            "timeout": urllib3.Timeout(
+                connect=self._cfg.request_timeout_s, read=self._cfg.request_timeout_s
+            ),
+        }
+        if self.url.startswith("https:"):
+            options["ca_certs"] = ca_certs
+        scheme = self.url.split(":", 1)[0]
+        proxy = requests.utils.get_environ_proxies(self.url).get(scheme)
+        if proxy:
+            return urllib3.ProxyManager(proxy, **options)  # type: ignore[arg-type]
+        return urllib3.PoolManager(**options)  # type: ignore[arg-type]
 
     def encode(self, events: Sequence[MeterEvent]) -> bytes:
         body = orjson.dumps([e.payload() for e in events])
@@ -180,18 +200,27 @@ class Sink:
         body = self.encode([it.event for it in items])
         started = time.perf_counter()
         try:
-            resp = self._session().post(self.url, data=body, timeout=self._cfg.request_timeout_s)
-        except requests.Timeout as exc:
+            resp = self._http.urlopen(
+                "POST", self.url, body=body, headers=self._headers, preload_content=True
+            )
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass
+            metrics.REQUESTS.labels(status="error").inc()
+            raise RetryableError(f"cannot reach {self.url}: {type(exc).__name__}") from exc
+        except urllib3.exceptions.TimeoutError as exc:
             metrics.REQUESTS.labels(status="timeout").inc()
             raise RetryableError(
                 f"timeout after {self._cfg.request_timeout_s}s: {self.url}"
             ) from exc
-        except requests.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             metrics.REQUESTS.labels(status="error").inc()
             raise RetryableError(f"cannot reach {self.url}: {type(exc).__name__}") from exc
-        metrics.REQUESTS.labels(status=str(resp.status_code)).inc()
+        status = resp.status
+        metrics.REQUESTS.labels(status=str(status)).inc()
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
-        error = classify(resp.status_code, dict(resp.headers), resp.text, self.url)
+        if 200 <= status < 300:
+            return
+        text = resp.data.decode("utf-8", "replace")
+        error = classify(status, dict(resp.headers), text, self.url)
         if error is not None:
             raise error
 
