@@ -5,7 +5,7 @@
 never returns with an item in neither list: transient failures are retried inside, and what
 cannot be retried raises.
 
-How each response is handled (see also README "Failure handling"):
+How each response is handled (docs/failure-handling.md has the full table):
 
 =====================  ========================================================================
 200 (any 2xx)           delivered
