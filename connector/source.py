@@ -42,6 +42,11 @@ class Source:
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": k.assignment_strategy,
             "queued.max.messages.kbytes": k.fetch_queue_kbytes,
+            # A fetch waits at most this long for data (librdkafka's default is 500 ms).  A
+            # broker that holds a fetch until this timeout even when data is there (Tansu
+            # does) otherwise adds up to 500 ms to every record's delay: p99 at 20k
+            # records/s went 469 → 272 ms.  Idle, it only means 10 fetches/s per broker.
+            "fetch.wait.max.ms": 100,
             "client.id": "amberflo-connector",
             "error_cb": self._on_error,
             **k.consumer,
