@@ -1,0 +1,114 @@
+"""Figure 4: what a user would write instead — a consumer loop feeding the official Amberflo
+Python SDK's threaded producer (``amberflo-metering-python``), pointed at the emulator.
+
+The loop runs in its own process (as a user's would): ``python -m benchmarks.sdk_loop``.  It
+is the SDK's best case: ``send()`` returns False when the SDK's 100,000-record queue is full
+(the record would be dropped), so the loop waits and retries instead, and counts those
+refusals.  Kafka offsets are auto-committed, uniqueIds are the SDK's random uuid4 (so a replay
+would count twice): no delivery contract at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer
+
+from benchmarks.common import API_KEY, FAST_GROUP, Drain, cpu_seconds, wait_drained
+
+
+def loop(bootstrap: str, topic: str, url: str, n: int) -> None:
+    import metering.session
+    from metering.ingest import create_ingest_client, create_ingest_payload
+
+    metering.session.IngestSession.root_url = url
+    metering.session.ApiSession.root_url = url
+    logging.getLogger("metering").setLevel(logging.CRITICAL)  # "Queue is full!" per refusal
+    client = create_ingest_client(api_key=API_KEY)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-sdk-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            **FAST_GROUP,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = refused = 0
+    while seen < n:
+        for m in consumer.consume(2000, 1.0):
+            if m.error() is not None:
+                continue
+            seen += 1
+            d = orjson.loads(m.value())
+            payload = create_ingest_payload(
+                meter_api_name=d["meterApiName"],
+                meter_value=d.get("meterValue", 1),
+                meter_time_in_millis=d.get("meterTimeInMillis") or m.timestamp()[1],
+                customer_id=d["customerId"],
+                dimensions=d.get("dimensions"),
+            )
+            while not client.send(payload):
+                refused += 1
+                time.sleep(0.001)
+    client.flush()
+    consumer.close()
+    print(orjson.dumps({"consumed": seen, "refused": refused}).decode(), flush=True)
+
+
+def run(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    url: str,
+    stored: Callable[[], int],
+    workdir: Path,
+    cap_s: float,
+) -> tuple[Drain, int, bool]:
+    """(rate until ``n`` stored or ``cap_s`` passed, queue-full refusals, reached ``n``)."""
+    import subprocess
+
+    baseline = stored()
+    out = workdir / f"sdk-{uuid.uuid4().hex[:8]}.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.sdk_loop", bootstrap, topic, url, str(n)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+        complete = True
+        started = time.monotonic()
+        try:
+            drain = wait_drained(stored, n, cap_s, baseline=baseline)
+        except TimeoutError:
+            complete = False
+            got = stored() - baseline
+            drain = Drain(got / (time.monotonic() - started), time.monotonic() - started, got)
+        drain.cpu_us_per_record = cpu_seconds(proc.pid) / max(drain.stored, 1) * 1e6
+        if complete:
+            proc.wait(60)
+        else:
+            proc.kill()
+            proc.wait()
+    refused = 0
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            refused = int(orjson.loads(line)["refused"])
+    return drain, refused, complete
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bootstrap")
+    parser.add_argument("topic")
+    parser.add_argument("url")
+    parser.add_argument("n", type=int)
+    a = parser.parse_args()
+    loop(a.bootstrap, a.topic, a.url, a.n)

@@ -1,0 +1,76 @@
+"""Figure 2: decode + transform only — the worker's own per-record code, no network.
+
+The records are consumed from the topic into memory first; then the clock runs while the
+real ``Worker._handle`` (decode, map to meter events with derived uniqueIds, checkpoint
+tracking, batch assembly) processes them, with full batches dropped instead of sent.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, Message
+
+from benchmarks.common import API_KEY, FAST_GROUP
+from connector.settings import Settings
+from connector.worker import Worker, _tune_gc
+
+
+def load(bootstrap: str, topic: str, n: int) -> list[Message]:
+    """The first ``n`` records of ``topic`` as confluent-kafka messages (held in memory)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-load-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **FAST_GROUP,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(2000, 1.0) if m.error() is None)
+    finally:
+        consumer.close()
+    if len(out) < n:
+        raise TimeoutError(f"loaded {len(out):,} of {n:,} records")
+    return out[:n]
+
+
+def run(bootstrap: str, topic: str, messages: list[Message], poll_batch: int = 2000) -> float:
+    """Records/s of ``Worker._handle`` over ``messages`` in poll-sized slices."""
+    settings = Settings(
+        kafka={"bootstrap_servers": bootstrap, "topics": [topic]},
+        amberflo={"api_key": API_KEY, "base_url": "http://127.0.0.1:9"},
+        metrics_port=0,
+    )
+    worker = Worker(settings)
+    dropped = 0
+
+    def flush() -> None:
+        nonlocal dropped
+        dropped += len(worker._batch)
+        worker._batch = []
+
+    worker._flush = flush  # type: ignore[method-assign]
+    handle: Any = worker._handle
+    _tune_gc()  # as Worker.run() does
+    started = time.perf_counter()
+    for i in range(0, len(messages), poll_batch):
+        handle(messages[i : i + poll_batch])
+        # what _drain does once the batches are delivered: the records are done
+        for state in worker.checkpoint.partitions.values():
+            state.pending.clear()
+    elapsed = time.perf_counter() - started
+    flush()
+    gc.unfreeze()
+    worker.source.close()
+    if dropped != len(messages):
+        raise RuntimeError(f"{dropped:,} events from {len(messages):,} records")
+    return len(messages) / elapsed
