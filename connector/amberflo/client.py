@@ -16,9 +16,7 @@ Nothing is retried here; the caller decides.
 
 from __future__ import annotations
 
-import email.utils
 import gzip as gzip_module
-import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +27,7 @@ import requests
 
 from connector import __version__
 from connector.errors import FatalError, RetryableError, ThrottledError
+from connector.sink import parse_retry_after
 
 JSON = dict[str, Any]
 
@@ -46,21 +45,6 @@ class AmberfloApiError(FatalError):
         self.status = status
         self.code = code
         self.details = details
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def usage_query(
@@ -377,7 +361,7 @@ def _error_for(method: str, url: str, response: requests.Response) -> Exception:
         return ThrottledError(
             f"{where}: {message}",
             http_status=status,
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     if status >= 500 or status == 408:
         return RetryableError(f"{where}: {message}", http_status=status)

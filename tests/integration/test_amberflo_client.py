@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from connector.amberflo import AmberfloApiError, AmberfloClient, usage_query
-from connector.amberflo.client import retry_after_seconds
 from connector.errors import FatalError, RetryableError, ThrottledError
+from connector.sink import parse_retry_after as retry_after_seconds
 from tests.conftest import Emulator
 from tests.integration.emulator_support import T0, events_for, unique
 
