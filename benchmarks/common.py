@@ -192,6 +192,7 @@ class Drain:
     stored: int
     first: int = 0  # records already stored when the clock started
     cpu_us_per_record: float = float("nan")
+    complete: bool = True
 
 
 def wait_drained(
@@ -202,15 +203,17 @@ def wait_drained(
     interval: float = 0.05,
     baseline: int = 0,
     on_first: Callable[[], None] = lambda: None,
+    partial: bool = False,
 ) -> Drain:
     """Poll ``count()`` until it reaches ``baseline + target``.
 
     The clock starts at the first poll that sees a record (so process start-up and the group
     join are excluded) and the rate counts only the records stored after that poll.  Raises
     ``TimeoutError`` past ``timeout`` (with what was reached in the message).  ``on_first``
-    is called when the clock starts.
+    is called when the clock starts.  With ``partial``, ``timeout`` counts from that moment
+    and returns what was reached (``complete=False``) instead of raising.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (max(timeout, 120) if partial else timeout)
     first_t = 0.0
     first_n = 0
     while True:
@@ -223,7 +226,12 @@ def wait_drained(
             elapsed = now - first_t
             rate = (n - first_n) / elapsed if elapsed > 0 else float("inf")
             return Drain(rate, elapsed, n, first_n)
+        if partial and first_t:
+            deadline = first_t + timeout  # the cap counts from the first record stored
         if now > deadline:
+            if partial and first_t:
+                rate = (n - first_n) / (now - first_t)
+                return Drain(rate, now - first_t, n, first_n, complete=False)
             raise TimeoutError(f"{n:,} of {target:,} stored after {timeout:.0f}s")
         alive()
         time.sleep(interval)
