@@ -23,7 +23,7 @@ from connector.embedded import EmbeddedEmulator
 API_KEY = "bench-key"
 PARTITIONS = 6
 # Fast group joins on Tansu (a join takes about half the session timeout).
-FAST_GROUP = {"session.timeout.ms": 3000, "heartbeat.interval.ms": 300}
+FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 250}
 T0_MS = 1_767_225_600_000
 
 
