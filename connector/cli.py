@@ -303,7 +303,8 @@ def dlq_replay(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from connector.dlq_tools import Replayer, ReplayReport, default_topics
+    from connector.dlq_replay import Replayer, ReplayReport
+    from connector.dlq_tools import default_topics
     from connector.settings import load_settings
 
     settings = load_settings(config_file)

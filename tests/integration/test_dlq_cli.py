@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connector.dlq import error_headers
-from connector.dlq_tools import Replayer
+from connector.dlq_replay import Replayer
 from connector.errors import FatalError
 from connector.records import DeadLetter, SourceRecord
 from connector.settings import Settings
