@@ -72,7 +72,11 @@ def workload(n: int, customers: int, seed: int = 7) -> tuple[list[bytes], Totals
 def _produce(bootstrap: str, values: list[bytes], progress: Progress) -> None:
     task = progress.add_task("producing", total=len(values))
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 10, "compression.type": "lz4"}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 10,
+            "compression.type": "lz4",
+        }
     )
     for i, value in enumerate(values):
         while True:
@@ -136,6 +140,7 @@ def run_demo(events: int, customers: int, keep_running: bool, console: Console) 
         )
         for future in futures.values():
             future.result(15)
+        del admin, futures  # closed now, not after the broker is gone (no shutdown noise)
         values, expected = workload(events, customers)
         stream = values[:]
         for i, bad in enumerate(MALFORMED):  # scatter the malformed records
