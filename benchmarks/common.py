@@ -18,6 +18,7 @@ import requests
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connector import embedded
 from connector.embedded import EmbeddedEmulator
 
 API_KEY = "bench-key"
@@ -136,21 +137,15 @@ def emulator(workdir: Path, name: str) -> Iterator[EmbeddedEmulator]:
 
 def connector_env(bootstrap: str, topic: str, url: str, group: str, **extra: str) -> dict[str, str]:
     """Environment of ``amberflo-connector run``: defaults except fast group joins and logs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(
-        {
-            "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "CONNECTOR_KAFKA__TOPICS": topic,
-            "CONNECTOR_KAFKA__GROUP_ID": group,
-            "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
-            "CONNECTOR_AMBERFLO__API_KEY": API_KEY,
-            "CONNECTOR_AMBERFLO__BASE_URL": url,
-            "CONNECTOR_METRICS_PORT": "0",
-            "CONNECTOR_LOG_LEVEL": "WARNING",
-        }
+    return embedded.connector_env(
+        bootstrap,
+        topic,
+        url,
+        API_KEY,
+        group,
+        consumer=FAST_GROUP,
+        **{"CONNECTOR_LOG_LEVEL": "WARNING", **extra},
     )
-    env.update(extra)
-    return env
 
 
 class Connector:

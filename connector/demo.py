@@ -9,7 +9,6 @@ totals in Amberflo equal the totals produced.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connector.amberflo.client import AmberfloClient
-from connector.embedded import EmbeddedBroker, EmbeddedEmulator
+from connector.embedded import FAST_GROUP, EmbeddedBroker, EmbeddedEmulator, connector_env
 from connector.errors import FatalError
 
 TOPIC = "usage-events"
@@ -43,7 +42,6 @@ MALFORMED: list[bytes] = [
     b"[1, 2, 3]",
 ]
 Totals = dict[tuple[str, str], float]
-FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
 def workload(n: int, customers: int, seed: int = 7) -> tuple[list[bytes], Totals]:
@@ -104,8 +102,7 @@ class _DlqCounter(threading.Thread):
                 "group.id": "demo-dlq-counter",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 500,
+                **FAST_GROUP,
             }
         )
         self._consumer.subscribe([f"{TOPIC}.dlq"])
@@ -153,18 +150,7 @@ def run_demo(events: int, customers: int, keep_running: bool, console: Console) 
         )
         dlq = _DlqCounter(broker.bootstrap)
         dlq.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-        env.update(
-            {
-                "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
-                "CONNECTOR_KAFKA__TOPICS": TOPIC,
-                # Tansu takes about half the session timeout per group join: keep it short.
-                "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
-                "CONNECTOR_AMBERFLO__API_KEY": API_KEY,
-                "CONNECTOR_AMBERFLO__BASE_URL": emulator.base_url,
-                "CONNECTOR_METRICS_PORT": "0",
-            }
-        )
+        env = connector_env(broker.bootstrap, TOPIC, emulator.base_url, API_KEY)
         log_path = workdir / "connector.log"
         with open(log_path, "ab") as log:
             connector = subprocess.Popen(

@@ -7,6 +7,7 @@ context manager).  Tansu keeps its data in memory: it is gone when the broker st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,40 @@ from typing import IO, Self
 import requests
 
 from connector.errors import FatalError
+
+# Tansu takes about half the session timeout per consumer-group join: keep it short locally.
+FAST_GROUP: dict[str, int] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def connector_env(
+    bootstrap: str,
+    topics: str,
+    base_url: str,
+    api_key: str,
+    group: str | None = None,
+    consumer: dict[str, int] | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of an ``amberflo-connector run`` child against local services.
+
+    The parent's own ``CONNECTOR_*`` variables are dropped so they cannot leak in; ``extra``
+    adds or overrides any variable.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    env.update(
+        {
+            "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "CONNECTOR_KAFKA__TOPICS": topics,
+            "CONNECTOR_KAFKA__CONSUMER": json.dumps(FAST_GROUP if consumer is None else consumer),
+            "CONNECTOR_AMBERFLO__API_KEY": api_key,
+            "CONNECTOR_AMBERFLO__BASE_URL": base_url,
+            "CONNECTOR_METRICS_PORT": "0",
+        }
+    )
+    if group is not None:
+        env["CONNECTOR_KAFKA__GROUP_ID"] = group
+    env.update(extra)
+    return env
 
 
 def free_port() -> int:

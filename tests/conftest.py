@@ -11,9 +11,6 @@ import pytest
 
 from connector.embedded import EmbeddedBroker, EmbeddedEmulator
 
-# Fast group joins on Tansu: a rebalance round takes about half the session timeout.
-FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
 
 @dataclass(frozen=True)
 class Emulator:

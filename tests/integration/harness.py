@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,8 @@ import orjson
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+from connector import embedded
+from connector.embedded import FAST_GROUP
 
 
 def produce(
@@ -118,25 +118,15 @@ class Emu:
 def connector_env(
     bootstrap: str, topic: str, emu_url: str, api_key: str, group: str, **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(
-        {
-            "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "CONNECTOR_KAFKA__TOPICS": topic,
-            "CONNECTOR_KAFKA__GROUP_ID": group,
-            "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(FAST_GROUP).decode(),
-            "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "10",
-            "CONNECTOR_AMBERFLO__API_KEY": api_key,
-            "CONNECTOR_AMBERFLO__BASE_URL": emu_url,
-            "CONNECTOR_METRICS_PORT": "0",
-            "CONNECTOR_SINK__LINGER_MS": "50",
-            "CONNECTOR_SINK__RETRY_INITIAL_S": "0.1",
-            "CONNECTOR_SINK__RETRY_MAX_S": "1",
-            "CONNECTOR_SHUTDOWN_TIMEOUT_S": "10",
-        }
-    )
-    env.update(extra)
-    return env
+    """The connector against the test broker and emulator, with short timeouts and retries."""
+    fast = {
+        "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "10",
+        "CONNECTOR_SINK__LINGER_MS": "50",
+        "CONNECTOR_SINK__RETRY_INITIAL_S": "0.1",
+        "CONNECTOR_SINK__RETRY_MAX_S": "1",
+        "CONNECTOR_SHUTDOWN_TIMEOUT_S": "10",
+    }
+    return embedded.connector_env(bootstrap, topic, emu_url, api_key, group, **{**fast, **extra})
 
 
 class ConnectorProcess:
