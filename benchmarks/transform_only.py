@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Message
 
 from benchmarks.common import API_KEY, FAST_GROUP
 from connector.settings import Settings
-from connector.worker import Worker, _tune_gc
+from connector.worker import Worker, _tune_interpreter
 
 
 def load(bootstrap: str, topic: str, n: int) -> list[Message]:
@@ -60,7 +60,7 @@ def run(bootstrap: str, topic: str, messages: list[Message], poll_batch: int = 2
 
     worker._flush = flush  # type: ignore[method-assign]
     handle: Any = worker._handle
-    _tune_gc()  # as Worker.run() does
+    _tune_interpreter()  # as Worker.run() does
     started = time.perf_counter()
     for i in range(0, len(messages), poll_batch):
         handle(messages[i : i + poll_batch])

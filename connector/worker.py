@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from types import FrameType
@@ -47,6 +48,9 @@ from connector.transform import UniqueIds, map_native
 log = logging.getLogger("connector.worker")
 
 _Result = Outcome | BaseException
+
+SWITCH_INTERVAL_S = 0.0005
+"""CPython's GIL switch interval in a worker process (see ``_tune_interpreter``)."""
 
 
 class _Letter:
@@ -105,7 +109,7 @@ class Worker:
             ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
         for t in self._threads:
             t.start()
-        _tune_gc()
+        _tune_interpreter()
         metrics.HEALTH.ready = True
         log.info(
             "consuming %s as group %s → %s",
@@ -345,19 +349,27 @@ class Worker:
         log.info("stopped")
 
 
-def _tune_gc() -> None:
-    """Make CPython's cyclic GC cheap for this workload (no effect on what is delivered).
+def _tune_interpreter() -> None:
+    """Make CPython's cyclic GC and GIL hand-offs cheap for this workload (no effect on what
+    is delivered).
 
-    The hot path allocates several container objects per record and holds up to
+    GC: the hot path allocates several container objects per record and holds up to
     ``max_buffered_records`` of them while they are in flight.  With the default thresholds
     (700, 10, 10) the collector keeps re-scanning that live set and costs more than the
     pipeline itself (measured: 13.4 → 7.0 µs per record).  Start-up objects (modules,
     settings) are frozen out of the scans and young collections run every 50,000 net
     allocations instead of 700; reference cycles are still collected.
+
+    GIL: the main thread is CPU-bound while the sink threads mostly wait on sockets, and each
+    time a sink thread (or the main thread, back from ``consume()``) wakes up it must wait for
+    the GIL holder's switch interval, 5 ms by default, several times per request.  That
+    latency, not CPU, capped a worker at 84-96k records/s into the emulator; with 0.5 ms the
+    same run did 121-133k (BENCHMARKS.md).
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _fmt(parts: list[tuple[str, int]]) -> str:
