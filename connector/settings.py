@@ -48,7 +48,9 @@ class KafkaSettings(_Section):
     consumer: dict[str, LibrdkafkaValue] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer (security.protocol, sasl.*, "
-        "ssl.*, session.timeout.ms, …). Security properties are also given to the DLQ producer.",
+        "ssl.*, session.timeout.ms, …); they override the connector's own defaults "
+        "(fetch.wait.max.ms 100, fetch.queue.backoff.ms 20). Security properties are also "
+        "given to the DLQ producer.",
     )
     producer: dict[str, LibrdkafkaValue] = Field(
         default_factory=dict, description="Extra librdkafka properties for the DLQ producer."
