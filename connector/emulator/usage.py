@@ -10,7 +10,7 @@ Semantics (the live docs leave several points open; these are the emulator's cho
 * SUM adds meterValue, COUNT counts records, MIN/MAX take the extreme meterValue (0 for an
   empty bucket).  ``groupValue`` is the same aggregation over the whole window.
 * ``percentageFromPrevious`` is 0 for the first bucket, (cur − prev) / prev × 100 rounded to
-  two decimals otherwise, 100 when prev is 0 and cur is not, and 0 when both are 0.
+  two decimals otherwise, and 100 whenever prev is 0 (the live rule, 0 → 0 included).
 * ``groupBy`` keys are ``customerId`` or dimension names; a record lacking a grouped
   dimension is grouped under a ``groupInfo`` without that key.  Without ``groupBy`` there is
   exactly one series (always present, zeros when nothing matched) whose ``group`` is null.
@@ -266,5 +266,5 @@ def _series(
 def percentage(prev: float, cur: float) -> float:
     """Change from ``prev`` to ``cur`` in percent, rounded to two decimals (see module doc)."""
     if prev == 0:
-        return 0.0 if cur == 0 else 100.0
+        return 100.0
     return round((cur - prev) / prev * 100, 2)

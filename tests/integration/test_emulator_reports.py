@@ -95,7 +95,7 @@ def test_daily_sum_by_customer_in_the_live_shape(api: Api, meter: str) -> None:
         "value": 3.0,
         "percentageFromPrevious": 0.0,
     }
-    assert [v["percentageFromPrevious"] for v in a["values"]] == [0.0, 33.33, -100.0, 0.0]
+    assert [v["percentageFromPrevious"] for v in a["values"]] == [0.0, 33.33, -100.0, 100.0]
 
 
 def test_weekly_total_without_group_by(api: Api, meter: str) -> None:

@@ -228,7 +228,7 @@ class TestPercentage:
     @pytest.mark.parametrize(
         ("prev", "cur", "expected"),
         [
-            (0, 0, 0.0),
+            (0, 0, 100.0),  # the live rule: 100 whenever prev is 0
             (0, 5, 100.0),
             (4040, 19605, 385.27),  # the docs' example
             (4, 2, -50.0),
