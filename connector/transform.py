@@ -19,8 +19,11 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+
+from connector.decode import decode_json
 from connector.errors import MappingError
 from connector.records import MeterEvent, SourceRecord
 
@@ -147,3 +150,56 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
         uid = f"{given_id}:{meter}" if given_id else ids.derive(coords or "", meter)
         events.append(MeterEvent(customer, meter, amount, time_ms, uid, dims))
     return events
+
+
+class _Native(msgspec.Struct):
+    """The common shape of a native record, typed so that msgspec checks it in C while it
+    decodes.  Anything this shape refuses is left to the general path, which names the
+    problem (``decode_json`` + ``map_native``)."""
+
+    customerId: Annotated[str, msgspec.Meta(min_length=1)]
+    meterApiName: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    meterValue: int | float = 1
+    meterTimeInMillis: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    dimensions: dict[str, str] | None = None
+    uniqueId: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    values: Any = None
+
+
+_decode_native = msgspec.json.Decoder(_Native).decode
+_INT64_MIN = -(1 << 63)
+_UINT64_END = 1 << 64
+
+
+def map_json(record: SourceRecord, ids: UniqueIds) -> list[MeterEvent]:
+    """``map_native(record, decode_json(record.value), ids)``, the same events and the same
+    errors, about twice as fast for the common case.
+
+    A record without ``values`` whose fields have their documented types is decoded and
+    checked by msgspec in one C pass; every other record (``values``, a wrong type, bad JSON,
+    a tombstone, an integer beyond 64 bits, a missing time without a Kafka timestamp) goes the
+    general way, which stays the definition of the mapping.
+    """
+    raw = record.value
+    if raw is not None:
+        try:
+            r = _decode_native(raw)
+        except msgspec.MsgspecError:
+            pass
+        else:
+            meter = r.meterApiName
+            amount = r.meterValue
+            time_ms = r.meterTimeInMillis
+            if time_ms is None:
+                time_ms = record.timestamp_ms
+            if (
+                meter is not None
+                and r.values is None
+                and time_ms > 0
+                # orjson reads integers beyond 64 bits as floats; leave those to it
+                and (type(amount) is float or _INT64_MIN <= amount < _UINT64_END)
+                and time_ms < _UINT64_END
+            ):
+                uid = r.uniqueId or ids.derive(coordinates(record), meter)
+                return [MeterEvent(r.customerId, meter, amount, time_ms, uid, r.dimensions)]
+    return map_native(record, decode_json(raw), ids)

@@ -36,14 +36,13 @@ from confluent_kafka import KafkaError, Message
 
 from connector import metrics
 from connector.checkpoint import Checkpoint, PartitionState
-from connector.decode import decode_json
 from connector.dlq import DeadLetterPublisher, ensure_topics
 from connector.errors import FatalError, RecordError
 from connector.records import DeadLetter, Headers, SourceRecord
 from connector.settings import Settings
 from connector.sink import Abandoned, Item, Outcome, Sink, check_credentials
 from connector.source import Source
-from connector.transform import UniqueIds, map_native
+from connector.transform import UniqueIds, map_json
 
 log = logging.getLogger("connector.worker")
 
@@ -183,7 +182,7 @@ class Worker:
                 topic, partition = record.topic, record.partition
                 state = get_state(topic, partition)
             try:
-                events = map_native(record, decode_json(record.value), ids)
+                events = map_json(record, ids)
             except RecordError as exc:
                 state.track(record.offset, 1)
                 self._dead_letter(record, exc, state)

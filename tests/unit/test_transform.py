@@ -1,11 +1,16 @@
+import json
 import uuid
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from connector.decode import decode_json
 from connector.errors import RecordError
 from connector.records import MeterEvent, SourceRecord
 from connector.settings import Settings
-from connector.transform import ORIGIN_HEADER, UniqueIds, coordinates, map_native
+from connector.transform import ORIGIN_HEADER, UniqueIds, coordinates, map_json, map_native
 
 NS = uuid.UUID("6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11")
 IDS = UniqueIds(NS)
@@ -144,3 +149,107 @@ def test_fast_derivation_equals_uuid5_for_many_names() -> None:
         ns = uuid.uuid5(uuid.NAMESPACE_DNS, str(i))
         name = f"topic-{i}/{i % 7}/{i * 31}"
         assert UniqueIds(ns).derive(name, f"m{i}") == str(uuid.uuid5(ns, f"{name}/m{i}"))
+
+
+# -- map_json: the msgspec fast path must be indistinguishable from decode_json + map_native --
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+_FIELD_VALUES = {
+    "customerId": st.one_of(_SCALARS, st.sampled_from(["c1", ""])),
+    "meterApiName": st.one_of(_SCALARS, st.sampled_from(["api-calls", ""])),
+    "meterValue": st.one_of(_SCALARS, st.sampled_from([0, -0.0, 2.5, 2**63, 2**64, 10**30])),
+    "meterTimeInMillis": st.one_of(
+        _SCALARS, st.sampled_from([1, 0, -5, 1_700_000_000_000, 1.7e12, 1.5, 2**64, 10**25])
+    ),
+    "dimensions": st.one_of(
+        _SCALARS,
+        st.dictionaries(st.text(max_size=3), st.one_of(st.text(max_size=3), _SCALARS), max_size=3),
+    ),
+    "uniqueId": st.one_of(_SCALARS, st.sampled_from(["u-1", ""])),
+    "values": st.one_of(
+        st.none(),
+        st.dictionaries(st.text(max_size=3), _SCALARS, max_size=2),
+        _SCALARS,
+    ),
+    "extra": _SCALARS,
+}
+
+
+def _outcome(fn: Callable[[], list[MeterEvent]]) -> object:
+    try:
+        return [e.payload() for e in fn()]
+    except RecordError as exc:
+        return (type(exc).__name__, exc.stage, str(exc))
+
+
+def _both(value: bytes | None, ts: int = 1_700_000_000_000) -> tuple[object, object]:
+    record = rec(ts=ts)._replace(value=value)
+    fast = _outcome(lambda: map_json(record, IDS))
+    general = _outcome(lambda: map_native(record, decode_json(value), IDS))
+    return fast, general
+
+
+_VALID = {
+    "customerId": "c1",
+    "meterApiName": "api-calls",
+    "meterValue": 3,
+    "meterTimeInMillis": 1_700_000_000_123,
+    "dimensions": {"region": "eu"},
+}
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sets(st.sampled_from(sorted(_VALID))),
+    st.fixed_dictionaries({}, optional=_FIELD_VALUES),
+    st.sampled_from([1_700_000_000_000, 0, -1]),
+)
+def test_map_json_equals_the_general_path(
+    dropped: set[str], overrides: dict[str, object], ts: int
+) -> None:
+    # A valid record with some fields dropped and some replaced by values of any type.
+    doc = {k: v for k, v in _VALID.items() if k not in dropped} | overrides
+    fast, general = _both(json.dumps(doc).encode(), ts)  # json: integers beyond 64 bits too
+    assert fast == general
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b'{"customerId": "c1", "meterApiName": "m", "meterValue": 1e400}',
+        b'{"customerId": "c1", "meterApiName": "m", "meterValue": 123456789012345678901234567890}',
+        b'{"customerId": "c1", "customerId": "c2", "meterApiName": "m"}',
+        b'{"customerId": "c1", "meterApiName": "m", "dimensions": {"a": "1", "a": "2"}}',
+        b'{"customerId": "c\\u00e9", "meterApiName": "m", "meterValue": 1.0}',
+        b'{"customerId": "c1", "meterApiName": "m", "values": {"a": 1, "b": 2.5}}',
+        b'{"customerId": "c1", "meterApiName": "m", "meterTimeInMillis": 18446744073709551615}',
+        b'{"customerId": "c1", "meterApiName": "m", "meterTimeInMillis": 1' + b"0" * 25 + b"}",
+        b'{"customerId": "c1", "meterApiName": "m", "meterValue": -9223372036854775809}',
+        b"\xff\xfe",
+    ],
+)
+def test_map_json_equals_the_general_path_on_edge_cases(raw: bytes | None) -> None:
+    fast, general = _both(raw)
+    assert fast == general
+
+
+def test_map_json_takes_the_fast_path_for_a_common_record() -> None:
+    # Not a mock: the common record must not need the general path's decoder at all, which
+    # is what makes the fast path worth having (its result is checked above).
+    record = rec()._replace(value=b'{"customerId": "c1", "meterApiName": "m", "meterValue": 2}')
+    fast = map_json(record, IDS)
+    assert [e.payload() for e in fast] == [
+        e.payload() for e in map_native(record, decode_json(record.value), IDS)
+    ]
+    assert type(fast[0].payload()["meterValue"]) is int
