@@ -1,7 +1,8 @@
 """Everything one emulator instance holds: the store, the counters, the fault queue, the rules.
 
 Routes reach it with ``state(request)``.  Methods that touch SQLite are synchronous and run
-in worker threads; the counters and the fault queue are only touched on the event loop.
+in worker threads (except ``/ingest``, which tries the store from the event loop first: see
+``api_ingest``); the counters and the fault queue are only touched on the event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import Any
 
 from starlette.requests import Request
 
-from connector.emulator.ingest import Rule, compile_rules, decompress, parse_events, prepare
+from connector.emulator.ingest import (
+    Prepared,
+    Rule,
+    compile_rules,
+    decompress,
+    parse_events,
+    prepare,
+)
 from connector.emulator.middleware import Faults, Stats
 from connector.emulator.store import Store
 
@@ -38,14 +46,6 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"{what} not found")
 
 
-@dataclass(frozen=True, slots=True)
-class IngestOutcome:
-    acknowledged: int
-    inserted: int
-    duplicates: int
-    filtered: int
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -66,25 +66,17 @@ class EmulatorState:
         with self._rules_lock:
             self._rules = compile_rules(self.store.list_rules())
 
-    def ingest(self, body: bytes, content_encoding: str | None) -> IngestOutcome:
-        """Decode, validate, filter and store one /ingest body (raises IngestRejected)."""
-        events = parse_events(decompress(body, content_encoding))
-        prepared = prepare(events, self._rules)
-        inserted = self.store.insert_records(prepared.rows)
-        return IngestOutcome(
-            acknowledged=prepared.acknowledged,
-            inserted=inserted,
-            duplicates=len(prepared.rows) - inserted,
-            filtered=prepared.filtered,
-        )
+    def prepare_ingest(self, body: bytes, content_encoding: str | None) -> Prepared:
+        """Decode, validate and filter one /ingest body (CPU only; raises IngestRejected)."""
+        return prepare(parse_events(decompress(body, content_encoding)), self._rules)
 
-    def count_ingest(self, outcome: IngestOutcome) -> None:
+    def count_ingest(self, prepared: Prepared, inserted: int) -> None:
         """Add an accepted request to the counters (call on the event loop)."""
         s = self.stats
         s.ingest_requests += 1
-        s.events_accepted += outcome.acknowledged
-        s.duplicates += outcome.duplicates
-        s.filtered += outcome.filtered
+        s.events_accepted += prepared.acknowledged
+        s.duplicates += len(prepared.rows) - inserted
+        s.filtered += prepared.filtered
 
     def stats_json(self) -> dict[str, Any]:
         s = self.stats

@@ -177,24 +177,38 @@ class Store:
         Every row gets the same ``ingested_at_ms``: the clock once the write lock is held,
         just before the rows are written and committed.
         """
+        with self._lock:
+            return self._insert(rows)
+
+    def try_insert_records(self, rows: Sequence[RecordRow]) -> int | None:
+        """``insert_records`` if the store is free right now, else None (nothing written).
+
+        For the event loop: it must not wait behind a long query or a checkpoint."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._insert(rows)
+        finally:
+            self._lock.release()
+
+    def _insert(self, rows: Sequence[RecordRow]) -> int:
         if not rows:
             return 0
-        with self._lock:
-            before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                now = time.time_ns() // 1_000_000
-                for start in range(0, len(rows), _CHUNK):
-                    part = rows[start : start + _CHUNK]
-                    params = [now, *chain.from_iterable(part)]
-                    self._db.execute(_insert_sql(len(part)), params)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            inserted = self._db.total_changes - before
-            self._records_stored += inserted
-            return inserted
+        before = self._db.total_changes
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time_ns() // 1_000_000
+            for start in range(0, len(rows), _CHUNK):
+                part = rows[start : start + _CHUNK]
+                params = [now, *chain.from_iterable(part)]
+                self._db.execute(_insert_sql(len(part)), params)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        inserted = self._db.total_changes - before
+        self._records_stored += inserted
+        return inserted
 
     def usage_rows(
         self, meter_api_name: str | None, start_ms: int, end_ms: int

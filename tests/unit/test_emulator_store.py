@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,30 @@ def events(
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(str(tmp_path / "e.db"))
+
+
+def test_try_insert_writes_only_when_the_store_is_free(store: Store) -> None:
+    rows = prepare(events(5), {}).rows
+    held = threading.Event()
+    release = threading.Event()
+
+    def long_query() -> None:  # holds the store's lock the way a slow usage query does
+        with store._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=long_query)
+    t.start()
+    held.wait(10)
+    try:
+        assert store.try_insert_records(rows) is None
+        assert store.records_stored == 0
+    finally:
+        release.set()
+        t.join()
+    assert store.try_insert_records(rows) == 5
+    assert store.try_insert_records(rows) == 0  # duplicates, as with insert_records
+    assert store.records_stored == 5 and len(store.records_page(0, 10)) == 5
 
 
 def test_insert_counts_only_new_rows_across_chunks(store: Store) -> None:
