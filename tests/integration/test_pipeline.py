@@ -98,16 +98,22 @@ def test_kill_9_and_restart_counts_exactly_once(
     produce(kafka_broker, topic, records)
     group = f"g-{m}"
     dup_before = emu.stats()["duplicates"]
-    # A long commit interval guarantees ingested-but-uncommitted work at the moment of the kill.
-    first = start(
-        topic,
-        group,
-        CONNECTOR_KAFKA__COMMIT_INTERVAL_MS="4000",
-        CONNECTOR_SINK__BATCH_SIZE="100",
-        CONNECTOR_SINK__MAX_IN_FLIGHT="1",
-    )
-    wait_until(lambda: emu.count(m) >= 3000, 60, "some events stored")
-    first.kill()
+    # A long commit interval guarantees ingested-but-uncommitted work at the moment of the kill,
+    # and 20 ms per request (100 events) that the kill lands mid-stream however fast the
+    # machine is: 20,000 events take 4 s at least.
+    emu.fault(latency_ms=20, count=200, path="/ingest")
+    try:
+        first = start(
+            topic,
+            group,
+            CONNECTOR_KAFKA__COMMIT_INTERVAL_MS="4000",
+            CONNECTOR_SINK__BATCH_SIZE="100",
+            CONNECTOR_SINK__MAX_IN_FLIGHT="1",
+        )
+        wait_until(lambda: emu.count(m) >= 3000, 60, "some events stored")
+        first.kill()
+    finally:
+        emu.clear_faults()
     stored_at_kill = emu.count(m)
     assert stored_at_kill < 20_000
     start(topic, group)
@@ -191,19 +197,24 @@ def test_sigterm_under_load_exits_zero_and_restart_resumes(
     records = usage_records(m, 30_000)
     produce(kafka_broker, topic, records)
     group = f"g-{m}"
-    # Backpressure keeps at most 1000 records in the process, so the stop interrupts the stream.
-    first = start(
-        topic,
-        group,
-        CONNECTOR_SINK__MAX_IN_FLIGHT="1",
-        CONNECTOR_SINK__BATCH_SIZE="100",
-        CONNECTOR_SINK__MAX_BUFFERED_RECORDS="1000",
-    )
-    wait_until(lambda: emu.count(m) >= 2000, 60, "some events stored")
-    t0 = time.monotonic()
-    first.signal(signal.SIGTERM)
-    assert first.wait(30) == 0
-    assert time.monotonic() - t0 < 12  # CONNECTOR_SHUTDOWN_TIMEOUT_S=10 in the harness
+    # Backpressure keeps at most 1000 records in the process, and 20 ms per request (100
+    # events) makes 30,000 take 6 s at least, so the stop interrupts the stream.
+    emu.fault(latency_ms=20, count=300, path="/ingest")
+    try:
+        first = start(
+            topic,
+            group,
+            CONNECTOR_SINK__MAX_IN_FLIGHT="1",
+            CONNECTOR_SINK__BATCH_SIZE="100",
+            CONNECTOR_SINK__MAX_BUFFERED_RECORDS="1000",
+        )
+        wait_until(lambda: emu.count(m) >= 2000, 60, "some events stored")
+        t0 = time.monotonic()
+        first.signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        assert time.monotonic() - t0 < 12  # CONNECTOR_SHUTDOWN_TIMEOUT_S=10 in the harness
+    finally:
+        emu.clear_faults()
     done = sum(max(o, 0) for o in committed(kafka_broker, group, topic, 4).values())
     stored = emu.count(m)
     assert 0 < done <= stored < 30_000
