@@ -172,8 +172,9 @@ _UINT64_END = 1 << 64
 
 
 def map_json(record: SourceRecord, ids: UniqueIds) -> list[MeterEvent]:
-    """``map_native(record, decode_json(record.value), ids)``, the same events and the same
-    errors, about twice as fast for the common case.
+    """``map_native(record, decode_json(record.value), ids)``: the same events and the same
+    errors, faster for the common case (decode + transform 3.16 → 2.68 µs per record,
+    BENCHMARKS.md).
 
     A record without ``values`` whose fields have their documented types is decoded and
     checked by msgspec in one C pass; every other record (``values``, a wrong type, bad JSON,
