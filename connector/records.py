@@ -44,8 +44,8 @@ class MeterEvent:
     Immutable by contract: the body is built once here, ``payload()`` hands out that very
     object (no copy: the sink serialises it as is), and nobody may mutate it.  A ``dimensions``
     dict is kept by reference, so the caller hands it over and must not mutate it either
-    (``map_native`` passes the freshly decoded record's dict); pairs are copied into a dict.
-    Equality compares the bodies.
+    (``map_native`` and ``map_json`` pass the freshly decoded record's dict); pairs are
+    copied into a dict.  Equality compares the bodies.
     """
 
     __slots__ = ("_body",)
