@@ -28,6 +28,8 @@ from connector.errors import MappingError
 from connector.records import MeterEvent, SourceRecord
 
 ORIGIN_HEADER = "amberflo.origin"
+_INT64_MIN = -(1 << 63)
+_UINT64_END = 1 << 64
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
@@ -121,6 +123,8 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
         time_ms = int(time_ms)
     if type(time_ms) is not int or time_ms <= 0:
         raise _fail("meterTimeInMillis", f"must be a positive integer (got {time_ms!r})")
+    if time_ms >= _UINT64_END:  # no JSON encoder on the way to Amberflo takes it
+        raise _fail("meterTimeInMillis", f"must be below 2^64 (got {time_ms})")
 
     dims = get("dimensions")
     if dims is not None:
@@ -167,8 +171,6 @@ class _Native(msgspec.Struct):
 
 
 _decode_native = msgspec.json.Decoder(_Native).decode
-_INT64_MIN = -(1 << 63)
-_UINT64_END = 1 << 64
 
 
 def map_json(record: SourceRecord, ids: UniqueIds) -> list[MeterEvent]:

@@ -3,6 +3,7 @@ broker and the real emulator (faults injected through its /_emulator/faults cont
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import signal
@@ -146,6 +147,12 @@ def test_decode_and_mapping_failures_keep_the_record_and_say_why(
             "MappingError",
             "dimensions.region: must be a string (got int)",
         ),
+        (  # once crashed the sink: orjson cannot encode an integer beyond 64 bits
+            json.dumps(event(m, 4, meterTimeInMillis=10**25)).encode(),
+            "transform",
+            "MappingError",
+            "meterTimeInMillis: must be below 2^64 (got 10000000000000000905969664)",
+        ),
     ]
     good = [event(m, i) for i in range(10)]
     records = [{"value": orjson.dumps(g), "key": f"g{i}".encode()} for i, g in enumerate(good[:5])]
@@ -165,7 +172,8 @@ def test_decode_and_mapping_failures_keep_the_record_and_say_why(
     proc = start(topic, group, CONNECTOR_DLQ__PARTITIONS="3", CONNECTOR_DLQ__REPLICATION_FACTOR="1")
     dead = wait_for_records(kafka_broker, f"{topic}.dlq", len(bad))
     wait_until(lambda: emu.count(m) == 10, 30, "good events stored")
-    wait_until(lambda: committed(kafka_broker, group, topic, 1)[0] == 15, 15, "all committed")
+    total = len(good) + len(bad)
+    wait_until(lambda: committed(kafka_broker, group, topic, 1)[0] == total, 15, "all committed")
     assert len(dead) == len(bad)
     meta = AdminClient({"bootstrap.servers": kafka_broker}).list_topics(f"{topic}.dlq", timeout=10)
     assert len(meta.topics[f"{topic}.dlq"].partitions) == 3

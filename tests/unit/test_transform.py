@@ -151,6 +151,15 @@ def test_fast_derivation_equals_uuid5_for_many_names() -> None:
         assert UniqueIds(ns).derive(name, f"m{i}") == str(uuid.uuid5(ns, f"{name}/m{i}"))
 
 
+def test_time_beyond_64_bits_is_a_mapping_error_not_a_crash_in_the_sink() -> None:
+    # orjson reads the literal as the float 1e25; the event could never be serialised.
+    value = decode_json(
+        b'{"customerId": "c1", "meterApiName": "m", "meterTimeInMillis": 1' + b"0" * 25 + b"}"
+    )
+    with pytest.raises(RecordError, match=r"meterTimeInMillis: must be below 2\^64"):
+        map_native(rec(), value, IDS)
+
+
 # -- map_json: the msgspec fast path must be indistinguishable from decode_json + map_native --
 
 _SCALARS = st.one_of(
