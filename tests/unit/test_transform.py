@@ -2,6 +2,7 @@ import json
 import uuid
 from collections.abc import Callable
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,8 +192,9 @@ _FIELD_VALUES = {
 
 
 def _outcome(fn: Callable[[], list[MeterEvent]]) -> object:
+    """The events as the bytes the sink sends (so 3 and 3.0 differ), or the error."""
     try:
-        return [e.payload() for e in fn()]
+        return orjson.dumps([e.payload() for e in fn()])
     except RecordError as exc:
         return (type(exc).__name__, exc.stage, str(exc))
 
@@ -251,14 +253,3 @@ def test_map_json_equals_the_general_path(
 def test_map_json_equals_the_general_path_on_edge_cases(raw: bytes | None) -> None:
     fast, general = _both(raw)
     assert fast == general
-
-
-def test_map_json_takes_the_fast_path_for_a_common_record() -> None:
-    # Not a mock: the common record must not need the general path's decoder at all, which
-    # is what makes the fast path worth having (its result is checked above).
-    record = rec()._replace(value=b'{"customerId": "c1", "meterApiName": "m", "meterValue": 2}')
-    fast = map_json(record, IDS)
-    assert [e.payload() for e in fast] == [
-        e.payload() for e in map_native(record, decode_json(record.value), IDS)
-    ]
-    assert type(fast[0].payload()["meterValue"]) is int
