@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,16 @@ class Emu:
 
     def clear_faults(self) -> None:
         self.s.delete(f"{self.base_url}/_emulator/faults", timeout=10).raise_for_status()
+
+    @contextmanager
+    def slowed_ingest(self, latency_ms: int, requests: int) -> Iterator[None]:
+        """The next ``requests`` calls to /ingest each stall ``latency_ms``; faults cleared on
+        exit.  For tests that must stop a connector mid-stream however fast the machine is."""
+        self.fault(latency_ms=latency_ms, count=requests, path="/ingest")
+        try:
+            yield
+        finally:
+            self.clear_faults()
 
 
 def connector_env(

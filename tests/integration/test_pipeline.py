@@ -101,8 +101,7 @@ def test_kill_9_and_restart_counts_exactly_once(
     # A long commit interval guarantees ingested-but-uncommitted work at the moment of the kill,
     # and 20 ms per request (100 events) that the kill lands mid-stream however fast the
     # machine is: 20,000 events take 4 s at least.
-    emu.fault(latency_ms=20, count=200, path="/ingest")
-    try:
+    with emu.slowed_ingest(latency_ms=20, requests=200):
         first = start(
             topic,
             group,
@@ -112,8 +111,6 @@ def test_kill_9_and_restart_counts_exactly_once(
         )
         wait_until(lambda: emu.count(m) >= 3000, 60, "some events stored")
         first.kill()
-    finally:
-        emu.clear_faults()
     stored_at_kill = emu.count(m)
     assert stored_at_kill < 20_000
     start(topic, group)
@@ -199,8 +196,7 @@ def test_sigterm_under_load_exits_zero_and_restart_resumes(
     group = f"g-{m}"
     # Backpressure keeps at most 1000 records in the process, and 20 ms per request (100
     # events) makes 30,000 take 6 s at least, so the stop interrupts the stream.
-    emu.fault(latency_ms=20, count=300, path="/ingest")
-    try:
+    with emu.slowed_ingest(latency_ms=20, requests=300):
         first = start(
             topic,
             group,
@@ -213,8 +209,6 @@ def test_sigterm_under_load_exits_zero_and_restart_resumes(
         first.signal(signal.SIGTERM)
         assert first.wait(30) == 0
         assert time.monotonic() - t0 < 12  # CONNECTOR_SHUTDOWN_TIMEOUT_S=10 in the harness
-    finally:
-        emu.clear_faults()
     done = sum(max(o, 0) for o in committed(kafka_broker, group, topic, 4).values())
     stored = emu.count(m)
     assert 0 < done <= stored < 30_000
