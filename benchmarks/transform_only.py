@@ -15,8 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, Message
 
 from benchmarks.common import API_KEY, FAST_GROUP
+from connector.pipeline.worker import Worker, _tune_interpreter
 from connector.settings import Settings
-from connector.worker import Worker, _tune_interpreter
 
 
 def load(bootstrap: str, topic: str, n: int) -> list[Message]:

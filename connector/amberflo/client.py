@@ -1,7 +1,7 @@
 """A small, synchronous client for the Amberflo API (and the local emulator's extras).
 
 For tools, the demo and tests: customers, product plans, meters, usage reports and a simple
-``ingest``.  The connector's high-throughput delivery path is ``connector.sink``, not this.
+``ingest``.  The connector's high-throughput delivery path is ``connector.sinks.api``, not this.
 
 Every method either returns the decoded JSON of a 2xx answer or raises:
 
@@ -27,7 +27,7 @@ import requests
 
 from connector import __version__
 from connector.errors import FatalError, RetryableError, ThrottledError
-from connector.sink import parse_retry_after
+from connector.sinks.api import parse_retry_after
 
 JSON = dict[str, Any]
 

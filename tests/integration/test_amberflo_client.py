@@ -10,7 +10,7 @@ import pytest
 
 from connector.amberflo import AmberfloApiError, AmberfloClient, usage_query
 from connector.errors import FatalError, RetryableError, ThrottledError
-from connector.sink import parse_retry_after as retry_after_seconds
+from connector.sinks.api import parse_retry_after as retry_after_seconds
 from tests.conftest import Emulator
 from tests.integration.emulator_support import T0, events_for, unique
 

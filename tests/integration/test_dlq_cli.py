@@ -16,12 +16,12 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connector.dlq import error_headers
-from connector.dlq_replay import Replayer
+from connector.dlq.publish import error_headers
+from connector.dlq.replay import Replayer
 from connector.errors import FatalError
+from connector.formats.ids import UniqueIds
 from connector.records import DeadLetter, SourceRecord
 from connector.settings import Settings
-from connector.transform import UniqueIds
 from tests.conftest import Emulator
 from tests.integration.failure_harness import (
     QUICK_GROUP,

@@ -1,4 +1,4 @@
-from connector.checkpoint import Checkpoint
+from connector.pipeline.checkpoint import Checkpoint
 
 
 def test_watermark_never_passes_an_unfinished_record() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from connector.dlq import error_headers
-from connector.dlq_replay import ReplayReport
-from connector.dlq_tools import DeadLetterView, Summary, parse_time
+from connector.dlq.inspect import DeadLetterView, Summary, parse_time
+from connector.dlq.publish import error_headers
+from connector.dlq.replay import ReplayReport
 from connector.records import DeadLetter, SourceRecord
 
 REC = SourceRecord("usage", 3, 41, 1_767_225_600_000, b"k", b'{"x":1}', (("trace", b"t1"),))

@@ -11,13 +11,13 @@ import pytest
 from tenacity import RetryCallState, Retrying
 
 from connector import metrics
-from connector.checkpoint import Checkpoint
-from connector.dlq import DeadLetterPublisher
+from connector.dlq.publish import DeadLetterPublisher
 from connector.embedded import free_port
 from connector.errors import FatalError, RetryableError
+from connector.pipeline.checkpoint import Checkpoint
 from connector.records import DeadLetter, SourceRecord
 from connector.settings import Settings
-from connector.sink import Sink
+from connector.sinks.api import Sink
 
 
 def settings(**producer: object) -> Settings:

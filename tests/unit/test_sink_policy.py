@@ -5,7 +5,7 @@ import orjson
 from connector.errors import FatalError, RetryableError, ThrottledError
 from connector.records import MeterEvent
 from connector.settings import Settings
-from connector.sink import Sink, classify, parse_retry_after
+from connector.sinks.api import Sink, classify, parse_retry_after
 
 URL = "http://x/ingest"
 

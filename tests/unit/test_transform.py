@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.decode import decode_json
 from connector.errors import RecordError
+from connector.formats.ids import ORIGIN_HEADER, UniqueIds, coordinates
+from connector.formats.native import decode_json, map_json, map_native
 from connector.records import MeterEvent, SourceRecord
 from connector.settings import Settings
-from connector.transform import ORIGIN_HEADER, UniqueIds, coordinates, map_json, map_native
 
 NS = uuid.UUID("6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11")
 IDS = UniqueIds(NS)

@@ -1,4 +1,4 @@
-"""The dead-letter topic: publishing (here), inspecting and replaying (``dlq_tools``).
+"""The dead-letter topic: publishing (here), inspecting (``inspect``) and replaying (``replay``).
 
 Contract: ``DeadLetterPublisher.publish(letter, on_ack)`` calls ``on_ack()`` only after the
 broker acknowledged the dead letter (acks=all, idempotent producer).  A failed delivery is
@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector import __version__, metrics
 from connector.errors import FatalError
+from connector.kafka import client_config, ensure_topics
 from connector.records import DeadLetter, Headers
-from connector.settings import LibrdkafkaValue, Settings
+from connector.settings import Settings
 
 log = logging.getLogger("connector.dlq")
 
@@ -64,16 +64,6 @@ PERMANENT_PRODUCE_ERRORS = frozenset(
     }
 )
 """Produce errors that no retry can fix: the connector stops (nothing more is committed)."""
-SECURITY_PREFIXES = ("security.", "sasl.", "ssl.", "client.dns.", "socket.", "broker.address.")
-
-
-def client_config(settings: Settings) -> dict[str, LibrdkafkaValue]:
-    """Connection properties shared by every client we make (consumer props' security part)."""
-    conf: dict[str, LibrdkafkaValue] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
-    for key, value in settings.kafka.consumer.items():
-        if key.startswith(SECURITY_PREFIXES):
-            conf[key] = value
-    return conf
 
 
 def _ms_iso(ms: int) -> str:
@@ -127,29 +117,6 @@ def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) ->
             (p + "connector.version", __version__),
         ]
     return tuple((k, v.encode() if v is not None else None) for k, v in pairs)
-
-
-def ensure_topics(settings: Settings, topics: set[str], timeout: float = 15.0) -> None:
-    """Create the DLQ topics that are missing (already existing is fine)."""
-    if not topics:
-        return
-    admin = AdminClient(client_config(settings))
-    new = [
-        NewTopic(
-            t,
-            num_partitions=settings.dlq.partitions,
-            replication_factor=settings.dlq.replication_factor,
-        )
-        for t in sorted(topics)
-    ]
-    for name, future in admin.create_topics(new, request_timeout=timeout).items():
-        try:
-            future.result(timeout)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise FatalError(f"cannot create dead-letter topic {name!r}: {exc}") from exc
 
 
 class DeadLetterPublisher:

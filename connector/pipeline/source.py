@@ -15,8 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector import metrics
-from connector.dlq import client_config
 from connector.errors import FatalError
+from connector.kafka import client_config
 from connector.settings import Settings
 
 log = logging.getLogger("connector.source")

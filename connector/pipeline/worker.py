@@ -35,14 +35,16 @@ from typing import cast
 from confluent_kafka import KafkaError, Message
 
 from connector import metrics
-from connector.checkpoint import Checkpoint, PartitionState
-from connector.dlq import DeadLetterPublisher, ensure_topics
+from connector.dlq.publish import DeadLetterPublisher
 from connector.errors import FatalError, RecordError
+from connector.formats import Mapper, Mappers
+from connector.kafka import ensure_topics
+from connector.pipeline.checkpoint import Checkpoint, PartitionState
+from connector.pipeline.source import Source
 from connector.records import DeadLetter, Headers, SourceRecord
 from connector.settings import Settings
-from connector.sink import Abandoned, Item, Outcome, Sink, check_credentials
-from connector.source import Source
-from connector.transform import UniqueIds, map_json
+from connector.sinks.api import Sink, check_credentials
+from connector.sinks.base import Abandoned, Item, Outcome
 
 log = logging.getLogger("connector.worker")
 
@@ -69,7 +71,7 @@ class Worker:
         self.checkpoint = Checkpoint()
         self.sink = Sink(settings)
         self.dlq = DeadLetterPublisher(settings)
-        self.ids = UniqueIds(settings.unique_id_namespace)
+        self.mappers = Mappers(settings)
         self.source = Source(settings, self._on_assign, self._on_revoke, self._on_lost)
         self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
@@ -155,7 +157,8 @@ class Worker:
         """
         batch = self._batch
         batch_size = self.settings.sink.batch_size
-        ids = self.ids
+        mapper_for = self.mappers.for_topic
+        mapper: Mapper | None = None
         get_state = self.checkpoint.get
         state: PartitionState | None = None
         topic: str | None = None
@@ -178,14 +181,23 @@ class Worker:
                 message.value(),
                 cast(Headers, tuple(headers)) if headers else (),
             )
-            if record.partition != partition or record.topic != topic or state is None:
+            if (
+                record.partition != partition
+                or record.topic != topic
+                or state is None
+                or mapper is None
+            ):
                 topic, partition = record.topic, record.partition
                 state = get_state(topic, partition)
+                mapper = mapper_for(topic)
             try:
-                events = map_json(record, ids)
+                events = mapper(record)
             except RecordError as exc:
                 state.track(record.offset, 1)
                 self._dead_letter(record, exc, state)
+                continue
+            if not events:  # filtered or skipped: nothing to deliver, done at once
+                state.skip(record.offset)
                 continue
             state.track(record.offset, len(events))
             if not batch:

@@ -6,8 +6,9 @@ Replay contract
 original key, value, timestamp and headers minus the error headers, plus:
 
 * ``amberflo.origin`` — ``topic/partition/offset`` of the record's *first* publication (kept
-  when the dead letter already has one), which ``transform`` prefers over the record's own
-  coordinates, so a replayed record derives exactly the uniqueIds it would have had;
+  when the dead letter already has one), which ``connector.formats.ids`` prefers over the
+  record's own coordinates, so a replayed record derives exactly the uniqueIds it would have
+  had;
 * ``amberflo.replay.count`` — the previous count plus one;
 * ``amberflo.replay.source`` — ``dlq-topic/partition/offset`` of the dead letter it came from.
 
@@ -49,18 +50,16 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from connector.dlq import (
-    DLQ_MESSAGE_MAX_BYTES,
-    client_config,
-)
-from connector.dlq_tools import (
+from connector.dlq.inspect import (
     REPLAY_SOURCE_HEADER,
     DeadLetterView,
     open_reader,
     partitions_of,
     scan,
 )
+from connector.dlq.publish import DLQ_MESSAGE_MAX_BYTES
 from connector.errors import FatalError
+from connector.kafka import client_config
 from connector.settings import Settings
 
 WINDOW = 500

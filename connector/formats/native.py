@@ -16,48 +16,29 @@ uniqueId rules
 
 from __future__ import annotations
 
-import hashlib
 import math
-import uuid
 from typing import Annotated, Any
 
 import msgspec
+import orjson
 
-from connector.decode import decode_json
-from connector.errors import MappingError
+from connector.errors import DecodeError, MappingError
+from connector.formats.ids import UniqueIds, coordinates
 from connector.records import MeterEvent, SourceRecord
 
-ORIGIN_HEADER = "amberflo.origin"
 _INT64_MIN = -(1 << 63)
 _UINT64_END = 1 << 64
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-class UniqueIds:
-    """Deterministic UUID v5 derivation: ``str(uuid.uuid5(namespace, name))``, 2x faster."""
-
-    __slots__ = ("_base",)
-
-    def __init__(self, namespace: uuid.UUID) -> None:
-        self._base = hashlib.sha1(namespace.bytes)
-
-    def derive(self, coordinates: str, meter: str) -> str:
-        h = self._base.copy()
-        h.update(f"{coordinates}/{meter}".encode())
-        x = h.hexdigest()
-        # version nibble 5 and the RFC 4122 variant bits, as uuid.uuid5 sets them
-        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
-
-
-def coordinates(record: SourceRecord) -> str:
-    """``topic/partition/offset`` of the record's first publication (see ``ORIGIN_HEADER``)."""
-    if record.headers:
-        origin = record.header(ORIGIN_HEADER)
-        if origin:
-            return origin.decode("utf-8", "replace")
-    return f"{record.topic}/{record.partition}/{record.offset}"
+def decode_json(value: bytes | None) -> Any:
+    """Parse a JSON record value. Raises ``DecodeError`` (stage ``decode``) on tombstones or
+    bad JSON."""
+    if value is None:
+        raise DecodeError("record has no value (tombstone)")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from exc
 
 
 def _fail(field: str, rule: str) -> MappingError:

@@ -32,7 +32,6 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import orjson
 import requests
@@ -49,41 +48,20 @@ from tenacity import (
 )
 
 from connector import __version__, metrics
-from connector.checkpoint import PartitionState
 from connector.errors import (
-    ConnectorError,
     EventRejected,
     FatalError,
-    RecordError,
     RetryableError,
     ThrottledError,
 )
-from connector.records import MeterEvent, SourceRecord
+from connector.records import MeterEvent
 from connector.settings import Settings
+from connector.sinks.base import Abandoned, Item, Outcome
 
 log = logging.getLogger("connector.sink")
 
 REJECTION_DETAIL_CHARS = 2000
 """How much of a 400/413 response body a dead letter's error message keeps."""
-
-
-@dataclass(slots=True)
-class Item:
-    """One meter event on its way, with the record it came from (for the watermark and DLQ)."""
-
-    event: MeterEvent
-    record: SourceRecord
-    state: PartitionState
-
-
-@dataclass(slots=True)
-class Outcome:
-    delivered: list[Item] = field(default_factory=list)
-    rejected: list[tuple[Item, RecordError]] = field(default_factory=list)
-
-
-class Abandoned(ConnectorError):
-    """Retrying stopped because the worker is shutting down; nothing of the batch is done."""
 
 
 class _Rejected(Exception):

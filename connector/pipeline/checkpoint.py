@@ -29,6 +29,11 @@ class PartitionState:
         if self.next_offset is None or offset >= self.next_offset:
             self.next_offset = offset + 1
 
+    def skip(self, offset: int) -> None:
+        """A record with nothing to deliver: done as soon as it is seen."""
+        if self.next_offset is None or offset >= self.next_offset:
+            self.next_offset = offset + 1
+
     def done(self, offset: int, parts: int = 1) -> None:
         """Mark ``parts`` of the record at ``offset`` finished (ignored once revoked)."""
         if not self.active:

@@ -3,7 +3,7 @@
 Reading never joins the connector's consumer group and never commits for it: partitions are
 ``assign()``-ed directly.  The end of a topic is where a poll stays empty for ``idle_s``
 seconds — not the broker's end offsets, which some brokers (Tansu) report wrongly.
-Replaying is in ``dlq_replay``.
+Replaying is in ``connector.dlq.replay``.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from confluent_kafka import (
 )
 from rich.table import Table
 
-from connector.dlq import (
+from connector.dlq.publish import (
     AMBERFLO_ERROR_HEADERS,
     AMBERFLO_PREFIX,
     CONNECT_PREFIX,
-    client_config,
 )
 from connector.errors import FatalError
+from connector.formats.ids import ORIGIN_HEADER
+from connector.kafka import client_config
 from connector.records import Headers
 from connector.settings import Settings
-from connector.transform import ORIGIN_HEADER
 
 REPLAY_COUNT_HEADER = "amberflo.replay.count"
 REPLAY_SOURCE_HEADER = "amberflo.replay.source"

@@ -1,0 +1,68 @@
+"""The ``amberflo-connector`` command: the group, and ``main`` (the console script).
+
+Every command turns a ``ConnectorError`` into one line on stderr and its exit code; a
+traceback is shown only with ``--debug``.  Each command group lives in a module of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from connector import __version__
+from connector.cli import config, demo, dlq, emulator, run
+from connector.errors import ConnectorError, FatalError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="amberflo-connector")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Kafka → Amberflo usage-metering connector.
+
+    Reads usage records from Kafka topics, turns each into Amberflo meter events with a
+    deterministic uniqueId, delivers them to Amberflo's /ingest API and commits Kafka
+    offsets only after delivery (or after the bad record is on the dead-letter topic).
+
+    Configuration comes from CONNECTOR_* environment variables and/or a YAML file
+    (--config); see docs/configuration.md.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+for command in (
+    run.run,
+    demo.demo,
+    emulator.emulator,
+    config.config,
+    dlq.dlq,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConnectorError as exc:
+        if debug:
+            raise
+        code = exc.exit_code if isinstance(exc, FatalError) else 1
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"amberflo-connector: {line}", err=True)
+        sys.exit(code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""The delivery contract: source, checkpoint, worker, supervisor."""

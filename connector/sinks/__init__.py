@@ -1,0 +1,1 @@
+"""Destinations of meter events (``api``: Amberflo /ingest)."""
