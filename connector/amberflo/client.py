@@ -331,6 +331,26 @@ class AmberfloClient:
             params["meterApiName"] = meter_api_name
         return self._obj("GET", "/_emulator/records", params=params)
 
+    def emulator_delete_records(
+        self,
+        *,
+        customer_id: str | None = None,
+        meter_api_name: str | None = None,
+        start_time_in_millis: int | None = None,
+        end_time_in_millis: int | None = None,
+        unique_id: str | None = None,
+    ) -> int:
+        """Delete stored records matching every given filter (at least one); returns how many."""
+        params = {
+            "customerId": customer_id,
+            "meterApiName": meter_api_name,
+            "startTimeInMillis": start_time_in_millis,
+            "endTimeInMillis": end_time_in_millis,
+            "uniqueId": unique_id,
+        }
+        given = {k: v for k, v in params.items() if v is not None}
+        return int(self._obj("DELETE", "/_emulator/records", params=given)["deleted"])
+
     def inject_fault(
         self,
         status: int | None = None,

@@ -12,6 +12,11 @@
 * ``GET /_emulator/records?after_id=&limit=&customerId=&meterApiName=`` → stored records in
   id order and ``next_after_id`` (the last id returned, or ``after_id`` when none were, so a
   poller can keep passing it back).
+* ``DELETE /_emulator/records?customerId=&meterApiName=&startTimeInMillis=&endTimeInMillis=
+  &uniqueId=`` deletes the stored records matching every given filter (time range
+  ``[start, end)`` on meterTimeInMillis; ``all=true`` instead of filters deletes every
+  record) → ``{"deleted": n}``.  For drills that need usage to go missing behind the
+  connector's back (``amberflo-connector reconcile`` must notice).
 * ``GET /_emulator/totals?customerId=&meterApiName=`` → per (meter, customer) sum and count
   over every stored record.
 """
@@ -25,7 +30,7 @@ from fastapi import APIRouter, Query, Request
 
 from connector.emulator.middleware import Fault
 from connector.emulator.models import FaultIn
-from connector.emulator.state import state
+from connector.emulator.state import ApiError, state
 
 router = APIRouter(prefix="/_emulator", tags=["Emulator controls"])
 
@@ -88,6 +93,35 @@ def emulator_records(
         for rid, cid, meter, value, t, uid, dims, ingested in rows
     ]
     return {"records": out, "next_after_id": rows[-1][0] if rows else after_id}
+
+
+@router.delete("/records")
+def delete_emulator_records(
+    request: Request,
+    customerId: str | None = Query(None, min_length=1),
+    meterApiName: str | None = Query(None, min_length=1),
+    startTimeInMillis: int | None = Query(None, ge=0, le=2**63 - 1),
+    endTimeInMillis: int | None = Query(None, ge=0, le=2**63 - 1),
+    uniqueId: str | None = Query(None, min_length=1),
+    delete_all: bool = Query(False, alias="all"),
+) -> dict[str, Any]:
+    """Delete stored records matching every given filter; ``all=true`` deletes everything."""
+    filters = (customerId, meterApiName, startTimeInMillis, endTimeInMillis, uniqueId)
+    if delete_all == any(f is not None for f in filters):
+        raise ApiError(
+            400,
+            "BAD_REQUEST",
+            "give at least one filter (customerId, meterApiName, startTimeInMillis, "
+            "endTimeInMillis, uniqueId) or all=true, not both",
+        )
+    deleted = state(request).store.delete_records(
+        customer_id=customerId,
+        meter_api_name=meterApiName,
+        start_ms=startTimeInMillis,
+        end_ms=endTimeInMillis,
+        unique_id=uniqueId,
+    )
+    return {"deleted": deleted}
 
 
 @router.get("/totals")

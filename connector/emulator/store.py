@@ -252,6 +252,41 @@ class Store:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def delete_records(
+        self,
+        *,
+        customer_id: str | None = None,
+        meter_api_name: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        unique_id: str | None = None,
+    ) -> int:
+        """Delete the stored records matching every given filter (none given: all of them);
+        returns how many were deleted.  The time range is ``[start_ms, end_ms)`` on
+        meterTimeInMillis.  A deleted record's dedupe key goes with it, so the same event
+        ingested again is stored again."""
+        where: list[str] = []
+        args: list[Any] = []
+        if start_ms is not None:
+            where.append("hash >= ?")
+            args.append(_time_key(max(start_ms, 0)))
+        if end_ms is not None:
+            where.append("hash < ?")
+            args.append(_time_key(max(end_ms, 0)))
+        for column, value in (
+            ("customer_id", customer_id),
+            ("meter_api_name", meter_api_name),
+            ("unique_id", unique_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "DELETE FROM records" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            deleted = int(self._db.execute(sql, args).rowcount)
+            self._records_stored -= deleted
+        return deleted
+
     def totals(
         self, customer_id: str | None = None, meter_api_name: str | None = None
     ) -> list[tuple[str, str, float, int]]:

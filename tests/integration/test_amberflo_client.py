@@ -80,6 +80,11 @@ def test_ingest_and_usage(client: AmberfloClient) -> None:
     page = client.emulator_records(customer_id=customer, limit=2)
     assert len(page["records"]) == 2 and page["next_after_id"] == page["records"][-1]["id"]
     assert set(client.emulator_stats()) >= {"requests", "records_stored", "duplicates"}
+    assert (
+        client.emulator_delete_records(customer_id=customer, start_time_in_millis=JAN1 * 1000 + 1)
+        == 2
+    )
+    assert client.emulator_totals(customer_id=customer)[0]["count"] == 1
 
 
 def test_query_builder() -> None:

@@ -282,6 +282,43 @@ class TestControls:
         ).json()
         assert empty == {"records": [], "next_after_id": last["next_after_id"]}
 
+    def test_delete_records_by_customer_meter_and_time(self, api: Api) -> None:
+        customer = unique("del")
+        hourly = events_for(customer, "calls", [1, 2, 4, 8], step_ms=3_600_000)
+        assert api.ingest(hourly + events_for(customer, "bytes", [100])).ok
+        params = {
+            "customerId": customer,
+            "meterApiName": "calls",
+            "startTimeInMillis": T0 + 3_600_000,
+            "endTimeInMillis": T0 + 3 * 3_600_000,
+        }
+        r = api.delete("/_emulator/records", params=params)
+        assert r.status_code == 200 and r.json() == {"deleted": 2}
+        usage = api.post(
+            "/usage",
+            json={
+                "meterApiName": "calls",
+                "aggregation": "SUM",
+                "timeGroupingInterval": "HOUR",
+                "timeRange": {
+                    "startTimeInSeconds": T0 // 1000,
+                    "endTimeInSeconds": T0 // 1000 + 4 * 3600,
+                },
+                "filter": {"customerId": [customer]},
+            },
+        ).json()
+        assert [v["value"] for v in usage["clientMeters"][0]["values"]] == [1.0, 0.0, 0.0, 8.0]
+        totals = api.get("/_emulator/totals", params={"customerId": customer}).json()["totals"]
+        assert [(t["meterApiName"], t["count"]) for t in totals] == [("bytes", 1), ("calls", 2)]
+        assert api.ingest(hourly).ok  # a deleted record is no duplicate any more: stored again
+        assert api.get("/_emulator/totals", params=params).json()["totals"][0]["count"] == 4
+
+    def test_delete_records_needs_a_filter_or_all(self, api: Api) -> None:
+        for params in ({}, {"all": "true", "customerId": "x"}, {"customerId": ""}):
+            r = api.delete("/_emulator/records", params=params)
+            assert r.status_code == 400, (params, r.text)
+            assert r.json()["code"] == "BAD_REQUEST"
+
     def test_totals(self, api: Api) -> None:
         customer = unique("tot")
         assert api.ingest(events_for(customer, "calls", [1, 2.5, -0.5])).ok

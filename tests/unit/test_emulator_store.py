@@ -95,6 +95,18 @@ def test_records_page_filters_and_totals(store: Store) -> None:
     assert store.totals(customer_id="a", meter_api_name="m") == [("m", "a", 6.0, 4)]
 
 
+def test_delete_records_by_filters_frees_their_dedupe_keys(store: Store) -> None:
+    rows = prepare(events(6, customer="a") + events(3, customer="b"), {}).rows
+    store.insert_records(rows)
+    assert store.delete_records(customer_id="a", start_ms=T + 1, end_ms=T + 4) == 3
+    assert [r[4] - T for r in store.records_page(0, 10, customer_id="a")] == [0, 4, 5]
+    assert store.delete_records(customer_id="a", meter_api_name="other") == 0
+    assert store.delete_records(unique_id="b-2") == 1
+    assert store.records_stored == 5 and store.totals(customer_id="b") == [("m", "b", 1.0, 2)]
+    assert store.insert_records(rows) == 4  # the deleted ones are new again
+    assert store.delete_records() == 9 and store.records_stored == 0
+
+
 def test_everything_survives_reopening(tmp_path: Path) -> None:
     path = str(tmp_path / "e.db")
     store = Store(path)
