@@ -144,7 +144,7 @@ def connector_env(bootstrap: str, topic: str, url: str, group: str, **extra: str
         API_KEY,
         group,
         consumer=FAST_GROUP,
-        **{"CONNECTOR_LOG_LEVEL": "WARNING", **extra},
+        **{"CONNECTOR_LOG__LEVEL": "WARNING", **extra},
     )
 
 

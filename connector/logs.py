@@ -1,4 +1,4 @@
-"""One-JSON-object-per-line log format (``CONNECTOR_LOG_FORMAT=json``) for log pipelines."""
+"""One-JSON-object-per-line log format (``CONNECTOR_LOG__FORMAT=json``) for log pipelines."""
 
 from __future__ import annotations
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -156,6 +164,39 @@ class TransformSettings(_Section):
     )
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _upper_level(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class LogSettings(_Section):
+    level: LogLevel = Field("INFO", description="Level of every logger not named in levels.")
+    format: Literal["text", "json"] = Field(
+        "text", description="Log line format: text, or json (one object per line)."
+    )
+    levels: dict[str, LogLevel] = Field(
+        default_factory=dict,
+        description="Level per logger (and its children), overriding level, e.g. "
+        '{"connector.sink": "DEBUG", "connector.source": "WARNING"}. The connector\'s loggers '
+        "are connector (all of them), connector.worker, connector.source, connector.sink, "
+        "connector.dlq and connector.supervisor.",
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return _upper_level(value)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _upper_levels(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _upper_level(v) for k, v in value.items()}
+        return value
+
+
 class Settings(BaseSettings):
     """Root of the tree. See ``docs/configuration.md`` for every key."""
 
@@ -175,10 +216,16 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    log_level: LogLevel | None = Field(
+        None,
+        description="Deprecated: the old name of CONNECTOR_LOG__LEVEL (used when that is not set).",
     )
-    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_format: Literal["text", "json"] | None = Field(
+        None,
+        description="Deprecated: the old name of CONNECTOR_LOG__FORMAT (used when that "
+        "is not set).",
+    )
     metrics_port: int = Field(
         9400,
         ge=0,
@@ -190,7 +237,16 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+        return _upper_level(value)
+
+    @model_validator(mode="after")
+    def _old_log_names(self) -> Settings:
+        """CONNECTOR_LOG_LEVEL / CONNECTOR_LOG_FORMAT (0.1.0) still work; the new names win."""
+        if self.log_level is not None and "level" not in self.log.model_fields_set:
+            self.log.level = self.log_level
+        if self.log_format is not None and "format" not in self.log.model_fields_set:
+            self.log.format = self.log_format
+        return self
 
     @classmethod
     def settings_customise_sources(

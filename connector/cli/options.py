@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from connector.settings import LogSettings
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -52,13 +56,16 @@ def time_option(name: str, text: str) -> Callable[[Callable[..., None]], Callabl
     return click.option(name, default=None, metavar="TS", callback=parse, help=text)
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(log: LogSettings) -> None:
+    """Root level and format from ``log``; then each logger named in ``log.levels``."""
     root = logging.getLogger()
-    root.setLevel(level)
-    if fmt == "json":
+    root.setLevel(log.level)
+    if log.format == "json":
         from connector.logs import JsonFormatter
 
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
     for noisy in ("urllib3", "tenacity"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, level in log.levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -30,7 +30,7 @@ def run(config_file: str | None, workers: int) -> None:
     from connector.settings import load_settings
 
     settings = load_settings(config_file)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log)
     if workers > 1:
         from connector.pipeline.supervisor import supervise
 

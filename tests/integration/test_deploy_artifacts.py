@@ -55,6 +55,7 @@ FULL_VALUES: dict[str, Any] = {
     "dlq": {"topic": "usage-dead-letters", "headerStyle": "connect"},
     "extraConfig": {"kafka": {"poll_batch": 5000}, "transform": {"unique_id_namespace": "x"}},
     "extraEnv": [{"name": "CONNECTOR_SINK__BATCH_SIZE", "value": "1000"}],
+    "logLevels": {"connector.sink": "DEBUG"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "keda": {
         "enabled": True,
@@ -400,6 +401,7 @@ def test_rendered_config_file_loads_with_connector_settings(
         assert settings.dlq.topic == "usage-dead-letters"
         assert settings.dlq.header_style == "connect"
         assert settings.transform.unique_id_namespace == "x"
+        assert settings.log.levels == {"connector.sink": "DEBUG"}
     else:
         assert settings.kafka.bootstrap_servers == values["kafka"]["bootstrapServers"]
         assert settings.kafka.topics == values["kafka"]["topics"]
@@ -407,7 +409,7 @@ def test_rendered_config_file_loads_with_connector_settings(
         assert settings.dlq.topic is None
     assert settings.amberflo.base_url == values["amberflo"]["baseUrl"]
     assert settings.amberflo.ingest_url == values["amberflo"]["ingestUrl"]
-    assert settings.log_format == "json"
+    assert settings.log.format == "json"
     assert settings.shutdown_timeout_s == values["shutdownTimeoutSeconds"]
 
 
@@ -476,6 +478,7 @@ def test_run_command_accepts_the_chart_arguments() -> None:
         ({"kafka": {"bootstrapServers": "kafka"}}, "/kafka/bootstrapServers"),
         ({"sink": {"batchSize": 5000}}, "/sink/batchSize"),
         ({"logLevel": "verbose"}, "/logLevel"),
+        ({"logLevels": {"connector.sink": "TRACE"}}, "/logLevels"),
         ({"amberflo": {"baseUrl": "app.amberflo.io"}}, "/amberflo/baseUrl"),
         ({"amberflo": {"apiKey": {"existingSecret": "", "value": ""}}}, "/amberflo/apiKey"),
         ({"keda": {"enabled": "yes"}}, "/keda/enabled"),
@@ -488,6 +491,7 @@ def test_run_command_accepts_the_chart_arguments() -> None:
         "bootstrap-without-port",
         "batch-too-big",
         "bad-log-level",
+        "bad-logger-level",
         "url-without-scheme",
         "no-api-key",
         "keda-enabled-string",

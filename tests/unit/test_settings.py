@@ -132,3 +132,49 @@ def test_configuration_reference_matches_the_code() -> None:
         "CONNECTOR_SHUTDOWN_TIMEOUT_S",
     ):
         assert f"`{name}`" in doc.read_text()
+
+
+def test_log_section_with_levels_per_logger(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONNECTOR_LOG__LEVEL", "warning")
+    env.setenv("CONNECTOR_LOG__FORMAT", "json")
+    env.setenv("CONNECTOR_LOG__LEVELS", '{"connector.sink": "debug", "urllib3": "ERROR"}')
+    log = load_settings().log
+    assert (log.level, log.format) == ("WARNING", "json")
+    assert log.levels == {"connector.sink": "DEBUG", "urllib3": "ERROR"}
+
+
+def test_old_log_names_still_work_and_new_names_win(env: pytest.MonkeyPatch) -> None:
+    assert (load_settings().log.level, load_settings().log.format) == ("INFO", "text")
+    env.setenv("CONNECTOR_LOG_LEVEL", "debug")
+    env.setenv("CONNECTOR_LOG_FORMAT", "json")
+    assert (load_settings().log.level, load_settings().log.format) == ("DEBUG", "json")
+    env.setenv("CONNECTOR_LOG__LEVEL", "ERROR")
+    env.setenv("CONNECTOR_LOG__FORMAT", "text")
+    assert (load_settings().log.level, load_settings().log.format) == ("ERROR", "text")
+
+
+def test_bad_logger_level_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CONNECTOR_LOG__LEVELS", '{"connector.sink": "TRACE"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    (line,) = str(info.value).splitlines()
+    assert line.startswith("CONNECTOR_LOG__LEVELS__CONNECTOR.SINK: ")
+
+
+def test_configure_logging_sets_each_named_logger(env: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from connector.cli.options import configure_logging
+
+    env.setenv("CONNECTOR_LOG__LEVEL", "WARNING")
+    env.setenv("CONNECTOR_LOG__LEVELS", '{"connector.sink": "DEBUG"}')
+    root, sink = logging.getLogger(), logging.getLogger("connector.sink")
+    saved = root.level, sink.level
+    try:
+        configure_logging(load_settings().log)
+        assert root.level == logging.WARNING
+        assert logging.getLogger("connector.sink").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("connector.worker").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(saved[0])
+        sink.setLevel(saved[1])

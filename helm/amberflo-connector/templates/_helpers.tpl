@@ -127,8 +127,7 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "amberflo" $amberflo
     "sink" $sink
     "dlq" $dlq
-    "log_level" .Values.logLevel
-    "log_format" .Values.logFormat }}
+    "log" (dict "level" .Values.logLevel "format" .Values.logFormat "levels" .Values.logLevels) }}
 {{- $merged := mustMergeOverwrite (deepCopy $config) (deepCopy .Values.extraConfig) }}
 {{- toYaml $merged }}
 {{- end }}
