@@ -30,6 +30,10 @@ class ConfigError(FatalError):
     exit_code = 2
 
 
+class Abandoned(ConnectorError):
+    """Retrying stopped because the process is shutting down; nothing of the work is done."""
+
+
 class RetryableError(ConnectorError):
     """Transient failure: retry with backoff; nothing is committed past it meanwhile."""
 

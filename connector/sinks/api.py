@@ -37,15 +37,6 @@ import orjson
 import requests
 import requests.utils
 import urllib3
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    stop_never,
-    stop_when_event_set,
-    wait_exponential_jitter,
-)
 
 from connector import __version__, metrics
 from connector.errors import (
@@ -55,6 +46,7 @@ from connector.errors import (
     ThrottledError,
 )
 from connector.records import MeterEvent
+from connector.retry import RetryPolicy
 from connector.settings import Settings
 from connector.sinks.base import Abandoned, Item, Outcome
 
@@ -127,15 +119,11 @@ class Sink:
             self._headers["Content-Encoding"] = "gzip"
         self.abort = abort or threading.Event()
         self._http = self._make_http()
-        self._lock = threading.Lock()
-        self.backing_off = 0  # threads currently waiting to retry
-        self._last_stuck_log = 0.0
-        timeout = self._cfg.retry_timeout_s
-        self._stop = stop_when_event_set(self.abort) | (
-            stop_after_delay(timeout) if timeout is not None else stop_never
-        )
-        self._backoff = wait_exponential_jitter(
-            multiplier=self._cfg.retry_initial_s, max=self._cfg.retry_max_s
+        self.retry = RetryPolicy.from_settings(
+            self._cfg,
+            abort=self.abort,
+            log=log,
+            stuck_hint="; partitions stay paused, nothing is committed past the failing records",
         )
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -202,66 +190,15 @@ class Sink:
         if error is not None:
             raise error
 
-    # -- retry policy ---------------------------------------------------------------------
-    def _wait(self, rs: RetryCallState) -> float:
-        delay = float(self._backoff(rs))
-        exc = rs.outcome.exception() if rs.outcome else None
-        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
-
-    def _before_sleep(self, rs: RetryCallState) -> None:
-        exc = rs.outcome.exception() if rs.outcome else None
-        elapsed = rs.seconds_since_start or 0.0
-        now = time.monotonic()
-        with self._lock:
-            stuck_log_due = elapsed >= 60 and now - self._last_stuck_log >= 60
-            if stuck_log_due:
-                self._last_stuck_log = now
-        if stuck_log_due:
-            log.error(
-                "ingest has been failing for %.0fs (attempt %d): %s; partitions stay paused, "
-                "nothing is committed past the failing records",
-                elapsed,
-                rs.attempt_number,
-                exc,
-            )
-        else:
-            log.warning("ingest attempt %d failed: %s; retrying", rs.attempt_number, exc)
-        metrics.RETRIES.inc()
-
-    def _sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.backing_off += 1
-            metrics.BACKING_OFF.set(self.backing_off)
-        try:
-            self.abort.wait(seconds)
-        finally:
-            with self._lock:
-                self.backing_off -= 1
-                metrics.BACKING_OFF.set(self.backing_off)
-
     def _send(self, items: Sequence[Item]) -> None:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetryableError),
-            wait=self._wait,
-            stop=self._stop,
-            sleep=self._sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        started = time.monotonic()
-        try:
-            retrying(self._post, items)
-        except RetryableError as exc:
-            if self.abort.is_set():
-                raise Abandoned("shutting down while retrying") from exc
-            raise FatalError(
-                f"ingest kept failing for {time.monotonic() - started:.0f}s "
-                f"(CONNECTOR_SINK__RETRY_TIMEOUT_S): {exc}"
-            ) from exc
+        self.retry.call(self._post, items)
 
     # -- public -------------------------------------------------------------------------
+    @property
+    def backing_off(self) -> int:
+        """Requests currently waiting to be retried (the worker pauses consumption)."""
+        return self.retry.backing_off
+
     def deliver(self, items: Sequence[Item]) -> Outcome:
         """Deliver or reject every item (see the module table). Raises Fatal/Abandoned."""
         outcome = Outcome()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connector.errors import ConnectorError, RecordError
+from connector.errors import Abandoned, RecordError
 from connector.pipeline.checkpoint import PartitionState
 from connector.records import MeterEvent, SourceRecord
+
+__all__ = ["Abandoned", "Item", "Outcome"]
 
 
 @dataclass(slots=True)
@@ -29,7 +31,3 @@ class Item:
 class Outcome:
     delivered: list[Item] = field(default_factory=list)
     rejected: list[tuple[Item, RecordError]] = field(default_factory=list)
-
-
-class Abandoned(ConnectorError):
-    """Retrying stopped because the worker is shutting down; nothing of the batch is done."""

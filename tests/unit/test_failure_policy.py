@@ -42,9 +42,9 @@ def failed_attempt(elapsed: float) -> RetryCallState:
 def test_stuck_ingest_logs_an_error_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     sink = Sink(settings())
     with caplog.at_level(logging.WARNING, "connector.sink"):
-        sink._before_sleep(failed_attempt(5))
-        sink._before_sleep(failed_attempt(61))
-        sink._before_sleep(failed_attempt(75))  # within the same minute: a warning only
+        sink.retry._before_sleep(failed_attempt(5))
+        sink.retry._before_sleep(failed_attempt(61))
+        sink.retry._before_sleep(failed_attempt(75))  # within the same minute: a warning only
     levels = [(r.levelname, r.getMessage().split(" (")[0][:40]) for r in caplog.records]
     assert [lvl for lvl, _ in levels] == ["WARNING", "ERROR", "WARNING"]
     assert caplog.records[1].getMessage().startswith("ingest has been failing for 61s")
