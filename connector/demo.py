@@ -18,7 +18,6 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
@@ -27,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connector.amberflo.client import AmberfloClient
+from connector.amberflo.client import AmberfloClient, usage_query
 from connector.embedded import FAST_GROUP, EmbeddedBroker, EmbeddedEmulator, connector_env
 from connector.errors import FatalError
 
@@ -220,19 +219,11 @@ def _usage(client: AmberfloClient, customers: int) -> Totals:
     now = int(time.time())
     out: Totals = {}
     for meter in METERS:
-        report = client.query_usage(
-            {
-                "meterApiName": meter,
-                "aggregation": "SUM",
-                "timeGroupingInterval": "DAY",
-                "groupBy": ["customerId"],
-                "timeRange": {"startTimeInSeconds": now - 2 * 86_400, "endTimeInSeconds": now + 60},
-                "take": {"limit": max(customers, 1), "isAscending": False},
-            }
+        query = usage_query(
+            meter, now - 2 * 86_400, now + 60, group_by=["customerId"], take=max(customers, 1)
         )
-        for row in report.get("clientMeters", []):
-            info: dict[str, Any] = row["group"]["groupInfo"]
-            out[(meter, info["customerId"])] = float(row["groupValue"])
+        for row in client.usage(query).client_meters:
+            out[(meter, row.group_info["customerId"])] = row.group_value
     return out
 
 

@@ -1,9 +1,10 @@
-"""A small, synchronous client for the Amberflo API (and the local emulator's extras).
+"""The typed, synchronous client of the Amberflo API (and the local emulator's extras).
 
-For tools, the demo and tests: customers, product plans, meters, usage reports and a simple
-``ingest``.  The connector's high-throughput delivery path is ``connector.sinks.api``, not this.
+Customers, product plans, meters, usage reports and a simple ``ingest``, for the commands
+(``customers``, ``meters``, ``usage``), the demo and tests; the high-throughput delivery path
+is ``connector.sinks.api``.  Bodies are the typed models of ``connector.amberflo.models``.
 
-Every method either returns the decoded JSON of a 2xx answer or raises:
+Errors (each call raises, or returns the decoded 2xx answer):
 
 * ``FatalError``       – 401/403: the API key was refused (the message names the URL).
 * ``ThrottledError``   – 429/503, with the server's ``Retry-After`` in seconds when given.
@@ -11,25 +12,47 @@ Every method either returns the decoded JSON of a 2xx answer or raises:
 * ``AmberfloApiError`` – any other 4xx (a bad request: fix the call, do not retry); it is a
   ``FatalError`` carrying ``status``, ``code`` and ``details`` from the JSON error body.
 
-Nothing is retried here; the caller decides.
+Retries: with a ``RetryPolicy`` (``from_settings`` gives the sink's: ``CONNECTOR_SINK__RETRY_*``)
+every method retries Retryable/Throttled errors as one whole operation, and only operations
+that are safe to repeat are retried: reads, ``PUT`` upserts, ``ensure_plan`` (which re-reads
+the current plan before assigning), meter creation (a repeat answers 409, never a second
+meter) and ingest (deterministic uniqueIds).  ``assign_plan`` is never retried: a repeated
+POST would record a second assignment.  Without a policy nothing is retried.
 """
 
 from __future__ import annotations
 
 import gzip as gzip_module
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ParamSpec, Self, TypeVar
 from urllib.parse import quote
 
 import orjson
 import requests
+from pydantic import BaseModel, ValidationError
 
 from connector import __version__
+from connector.amberflo.models import (
+    Aggregation,
+    Customer,
+    Interval,
+    Meter,
+    PlanAssignment,
+    Take,
+    TimeRange,
+    UsageQuery,
+    UsageReport,
+)
 from connector.errors import FatalError, RetryableError, ThrottledError
+from connector.retry import RetryPolicy
+from connector.settings import Settings
 from connector.sinks.api import parse_retry_after
 
 JSON = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://app.amberflo.io"
 PRICING_PATH = "/payments/pricing/amberflo/customer-pricing"
@@ -52,36 +75,37 @@ def usage_query(
     start_time_in_seconds: int,
     end_time_in_seconds: int | None = None,
     *,
-    aggregation: str = "SUM",
-    interval: str = "DAY",
+    aggregation: Aggregation = "SUM",
+    interval: Interval = "DAY",
     group_by: Sequence[str] | None = None,
     filters: Mapping[str, Sequence[str]] | None = None,
     take: int | None = None,
     ascending: bool = False,
-) -> JSON:
-    """A live-shaped ``/usage`` query body."""
-    time_range: JSON = {"startTimeInSeconds": start_time_in_seconds}
+) -> UsageQuery:
+    """A ``/usage`` query; unset options are left out of the body."""
+    time_range = TimeRange(start_time_in_seconds=start_time_in_seconds)
     if end_time_in_seconds is not None:
-        time_range["endTimeInSeconds"] = end_time_in_seconds
-    query: JSON = {
-        "meterApiName": meter_api_name,
-        "aggregation": aggregation,
-        "timeGroupingInterval": interval,
-        "timeRange": time_range,
-    }
+        time_range.end_time_in_seconds = end_time_in_seconds
+    query = UsageQuery(
+        meter_api_name=meter_api_name,
+        aggregation=aggregation,
+        time_grouping_interval=interval,
+        time_range=time_range,
+    )
     if group_by:
-        query["groupBy"] = list(group_by)
+        query.group_by = list(group_by)
     if filters:
-        query["filter"] = {k: list(v) for k, v in filters.items()}
+        query.filter = {k: list(v) for k, v in filters.items()}
     if take is not None:
-        query["take"] = {"limit": take, "isAscending": ascending}
+        query.take = Take(limit=take, is_ascending=ascending)
     return query
 
 
 class AmberfloClient:
     """Amberflo API at ``base_url`` with ``api_key``; ``ingest_url`` defaults to base_url.
 
-    Usable as a context manager (closes its HTTP session).
+    Usable as a context manager (closes its HTTP session).  Thread-safe for reads only as far
+    as ``requests.Session`` is; give each thread its own client.
     """
 
     def __init__(
@@ -92,12 +116,14 @@ class AmberfloClient:
         ingest_url: str | None = None,
         timeout: float = 30.0,
         session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not api_key:
             raise FatalError("an Amberflo API key is required")
         self.base_url = base_url.rstrip("/")
         self.ingest_url = (ingest_url or base_url).rstrip("/")
         self.timeout = timeout
+        self.retry = retry
         self.session = session or requests.Session()
         self.session.headers.update(
             {
@@ -105,6 +131,21 @@ class AmberfloClient:
                 "Accept": "application/json",
                 "User-Agent": f"amberflo-kafka-connector/{__version__}",
             }
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, retry_timeout_s: float | None = None) -> Self:
+        """A client for ``settings.amberflo`` with the sink's retry policy; ``retry_timeout_s``
+        (when given) bounds the retrying instead of ``CONNECTOR_SINK__RETRY_TIMEOUT_S``."""
+        policy = RetryPolicy.from_settings(
+            settings.sink, timeout_s=retry_timeout_s, name="Amberflo API call"
+        )
+        return cls(
+            settings.amberflo.base_url,
+            settings.amberflo.api_key.get_secret_value(),
+            ingest_url=settings.amberflo.ingest_url,
+            timeout=settings.sink.request_timeout_s,
+            retry=policy,
         )
 
     # -- plumbing ------------------------------------------------------------------------
@@ -131,7 +172,7 @@ class AmberfloClient:
         headers: Mapping[str, str] | None = None,
         base: str | None = None,
     ) -> requests.Response:
-        """Send one request; returns the 2xx response or raises (see the module docstring)."""
+        """Send one request (one attempt); returns the 2xx response or raises."""
         url = (base or self.base_url) + path
         hdrs = dict(headers or {})
         if json is not None:
@@ -147,6 +188,19 @@ class AmberfloClient:
             return response
         raise _error_for(method, url, response)
 
+    def _retried(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.retry.call(fn, *args, **kwargs) if self.retry else fn(*args, **kwargs)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One attempt; the decoded JSON body."""
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetryableError(
+                f"{method} {response.url}: HTTP {response.status_code} without a JSON body"
+            ) from exc
+
     def _obj(self, method: str, path: str, **kwargs: Any) -> JSON:
         doc = self._json(method, path, **kwargs)
         if not isinstance(doc, dict):
@@ -159,121 +213,137 @@ class AmberfloClient:
             raise RetryableError(f"{method} {path}: expected a JSON array, got {doc!r:.200}")
         return doc
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise RetryableError(
-                f"{method} {response.url}: HTTP {response.status_code} without a JSON body"
-            ) from exc
+    def _one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M | None:
+        """One attempt; the answer as ``model``, or None for Amberflo's ``{}`` (absent)."""
+        doc = self._obj(method, path, **kwargs)
+        return _typed(model, doc, method, path) if doc else None
+
+    def _many(self, model: type[M], method: str, path: str, **kwargs: Any) -> list[M]:
+        return [_typed(model, d, method, path) for d in self._list(method, path, **kwargs)]
 
     # -- customers -----------------------------------------------------------------------
 
-    def list_customers(self) -> list[JSON]:
-        return self._list("GET", "/customers")
+    def list_customers(self) -> list[Customer]:
+        return self._retried(self._many, Customer, "GET", "/customers")
 
-    def get_customer(self, customer_id: str) -> JSON | None:
+    def get_customer(self, customer_id: str) -> Customer | None:
         """The customer, or None when Amberflo answers ``{}`` (absent)."""
-        doc = self._obj("GET", "/customers", params={"customerId": customer_id})
-        return doc or None
+        return self._retried(
+            self._one, Customer, "GET", "/customers", params={"customerId": customer_id}
+        )
 
-    def create_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
-        """POST /customers; ``fields`` are further customer fields (customerEmail, traits…)."""
-        body = {"customerId": customer_id, "customerName": customer_name, **fields}
-        return self._obj("POST", "/customers", json=body)
+    def upsert_customer(self, customer: Customer) -> Customer:
+        """Create or replace the customer (``PUT /customers``, Amberflo's create-or-update, as
+        the Segment destination uses it; a server that answers 404/405 to a PUT of an absent
+        customer gets a ``POST``).  Replace semantics: fields and traits not given are dropped.
+        """
+        return self._retried(self._upsert_once, customer)
 
-    def upsert_customer(self, customer_id: str, customer_name: str, **fields: Any) -> JSON:
-        """PUT /customers: create or replace (fields not given are dropped)."""
-        body = {"customerId": customer_id, "customerName": customer_name, **fields}
-        return self._obj("PUT", "/customers", json=body)
+    def _upsert_once(self, customer: Customer) -> Customer:
+        body = customer.wire()
+        try:
+            doc = self._one(Customer, "PUT", "/customers", json=body)
+        except AmberfloApiError as exc:
+            if exc.status not in (404, 405):
+                raise
+            doc = self._one(Customer, "POST", "/customers", json=body)
+        return doc or customer
 
-    def delete_customer(self, customer_id: str) -> JSON:
-        return self._obj("DELETE", f"/customers/{quote(customer_id, safe='')}")
+    def delete_customer(self, customer_id: str) -> Customer | None:
+        """The deleted customer, or None when there was none."""
+        path = f"/customers/{quote(customer_id, safe='')}"
+        return self._retried(self._one, Customer, "DELETE", path)
 
     # -- product plans -------------------------------------------------------------------
 
-    def assign_plan(
-        self,
-        customer_id: str,
-        product_plan_id: str,
-        *,
-        product_id: str = "1",
-        start_time_in_seconds: int | None = None,
-        end_time_in_seconds: int | None = None,
-    ) -> JSON:
-        body: JSON = {
-            "customerId": customer_id,
-            "productPlanId": product_plan_id,
-            "productId": product_id,
-        }
-        if start_time_in_seconds is not None:
-            body["startTimeInSeconds"] = start_time_in_seconds
-        if end_time_in_seconds is not None:
-            body["endTimeInSeconds"] = end_time_in_seconds
-        return self._obj("POST", PRICING_PATH, json=body)
-
-    def get_plan(self, customer_id: str) -> JSON | None:
+    def current_plan(self, customer_id: str) -> PlanAssignment | None:
         """The customer's latest plan assignment, or None."""
-        doc = self._obj("GET", PRICING_PATH, params={"CustomerId": customer_id})
-        return doc or None
+        params = {"CustomerId": customer_id}
+        return self._retried(self._one, PlanAssignment, "GET", PRICING_PATH, params=params)
 
-    def list_plans(self, customer_id: str) -> list[JSON]:
-        return self._list("GET", PRICING_PATH + "/list", params={"CustomerId": customer_id})
+    def plan_history(self, customer_id: str) -> list[PlanAssignment]:
+        """Every plan assignment of the customer, oldest first."""
+        params = {"CustomerId": customer_id}
+        return self._retried(
+            self._many, PlanAssignment, "GET", PRICING_PATH + "/list", params=params
+        )
+
+    def assign_plan(self, assignment: PlanAssignment) -> PlanAssignment:
+        """POST one assignment (one attempt, never retried: see the module docstring)."""
+        doc = self._one(PlanAssignment, "POST", PRICING_PATH, json=assignment.wire())
+        return doc or assignment
+
+    def ensure_plan(self, assignment: PlanAssignment) -> tuple[PlanAssignment, bool]:
+        """Assign the plan unless it already is the customer's current one (same plan and
+        product); returns (the current assignment, whether it was assigned now).  Safe to
+        repeat, so it is retried as a whole: a retry re-reads before it assigns."""
+        return self._retried(self._ensure_plan_once, assignment)
+
+    def _ensure_plan_once(self, assignment: PlanAssignment) -> tuple[PlanAssignment, bool]:
+        params = {"CustomerId": assignment.customer_id}
+        current = self._one(PlanAssignment, "GET", PRICING_PATH, params=params)
+        if (
+            current is not None
+            and current.product_plan_id == assignment.product_plan_id
+            and current.product_id == assignment.product_id
+        ):
+            return current, False
+        return self.assign_plan(assignment), True
 
     # -- meters --------------------------------------------------------------------------
 
-    def create_meter(
-        self,
-        meter_api_name: str,
-        label: str | None = None,
-        *,
-        meter_type: str = "sum_of_all_usage",
-        dimensions: Sequence[str] = (),
-        description: str | None = None,
-    ) -> JSON:
-        body: JSON = {
-            "meterApiName": meter_api_name,
-            "label": label or meter_api_name,
-            "meterType": meter_type,
-            "dimensions": list(dimensions),
-        }
-        if description is not None:
-            body["description"] = description
-        return self._obj("POST", "/meters", json=body)
-
-    def list_meters(self, meter_api_name: str | None = None) -> list[JSON]:
+    def list_meters(self, meter_api_name: str | None = None) -> list[Meter]:
         params = {"meterApiName": meter_api_name} if meter_api_name else None
-        return self._list("GET", "/meters", params=params)
+        return self._retried(self._many, Meter, "GET", "/meters", params=params)
 
-    def get_meter(self, meter_id: str) -> JSON | None:
+    def get_meter(self, meter_id: str) -> Meter | None:
         """The meter, or None when it does not exist (404)."""
+        return self._retried(self._get_meter_once, meter_id)
+
+    def _get_meter_once(self, meter_id: str) -> Meter | None:
         try:
-            return self._obj("GET", f"/meters/{quote(meter_id, safe='')}")
+            return self._one(Meter, "GET", f"/meters/{quote(meter_id, safe='')}")
         except AmberfloApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
+    def create_meter(self, meter: Meter) -> Meter:
+        """POST /meters (a meterApiName that exists answers 409: ``AmberfloApiError``)."""
+        body = meter.model_copy(update={"label": meter.label or meter.meter_api_name}).wire()
+        return self._retried(self._one, Meter, "POST", "/meters", json=body) or meter
+
+    def update_meter(self, meter: Meter) -> Meter:
+        """PUT /meters: replace the definition of the meter with ``meter.id``."""
+        if not meter.id:
+            raise FatalError(f"update_meter: meter {meter.meter_api_name!r} has no id")
+        return self._retried(self._one, Meter, "PUT", "/meters", json=meter.wire()) or meter
+
+    def delete_meter(self, meter_id: str) -> Meter | None:
+        path = f"/meters/{quote(meter_id, safe='')}"
+        return self._retried(self._one, Meter, "DELETE", path)
+
     # -- usage ---------------------------------------------------------------------------
 
-    def query_usage(self, query: Mapping[str, Any]) -> JSON:
-        """One usage report (build ``query`` with ``usage_query()`` or by hand)."""
-        return self._obj("POST", "/usage", json=dict(query))
+    def usage(self, query: UsageQuery) -> UsageReport:
+        """One usage report (``usage_query()`` builds the query)."""
+        report = self._retried(self._one, UsageReport, "POST", "/usage", json=query.wire())
+        return report or UsageReport()
 
-    def query_usage_batch(self, queries: Sequence[Mapping[str, Any]]) -> list[JSON]:
-        return self._list("POST", "/usage/batch", json=[dict(q) for q in queries])
+    def usage_batch(self, queries: Sequence[UsageQuery]) -> list[UsageReport]:
+        body = [q.wire() for q in queries]
+        return self._retried(self._many, UsageReport, "POST", "/usage/batch", json=body)
 
     def usage_all(
         self,
         start_time_in_seconds: int,
         end_time_in_seconds: int | None = None,
         *,
-        interval: str = "DAY",
+        interval: Interval = "DAY",
         group_by_customer: bool = False,
         customer_id: str | None = None,
-    ) -> list[JSON]:
-        """SUM reports for every meter (GET /usage/all)."""
+    ) -> list[UsageReport]:
+        """SUM reports for every meter with usage in the range (GET /usage/all)."""
         params: JSON = {
             "startTimeInSeconds": start_time_in_seconds,
             "timeGroupingInterval": interval,
@@ -284,7 +354,7 @@ class AmberfloClient:
             params["groupBy"] = "customerId"
         if customer_id:
             params["customerId"] = customer_id
-        return self._list("GET", "/usage/all", params=params)
+        return self._retried(self._many, UsageReport, "GET", "/usage/all", params=params)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -296,11 +366,13 @@ class AmberfloClient:
         if gzip:
             body = gzip_module.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
-        response = self.request("POST", "/ingest", data=body, headers=headers, base=self.ingest_url)
+        response = self._retried(
+            self.request, "POST", "/ingest", data=body, headers=headers, base=self.ingest_url
+        )
         head = response.text.strip().split(" ", 1)[0]
         return int(head) if head.isdigit() else len(events)
 
-    # -- the local emulator only ---------------------------------------------------------
+    # -- the local emulator only (untyped: test and demo tooling) -------------------------
 
     def emulator_stats(self) -> JSON:
         """Emulator counters: requests by status, events_accepted, duplicates, filtered,
@@ -359,16 +431,36 @@ class AmberfloClient:
         retry_after: float | None = None,
         latency_ms: int = 0,
         path: str | None = None,
+        method: str | None = None,
+        after: bool = False,
     ) -> JSON:
-        """Queue an emulator fault for the next ``count`` requests matching ``path``."""
-        spec: JSON = {"count": count, "latency_ms": latency_ms}
-        for key, value in (("status", status), ("retry_after", retry_after), ("path", path)):
+        """Queue an emulator fault for the next ``count`` requests matching ``path`` and
+        ``method``; ``after``: process the request, then delay or replace its answer."""
+        spec: JSON = {"count": count, "latency_ms": latency_ms, "after": after}
+        for key, value in (
+            ("status", status),
+            ("retry_after", retry_after),
+            ("path", path),
+            ("method", method),
+        ):
             if value is not None:
                 spec[key] = value
         return self._obj("POST", "/_emulator/faults", json=spec)
 
     def clear_faults(self) -> None:
         self.request("DELETE", "/_emulator/faults")
+
+
+def _typed(model: type[M], doc: Any, method: str, path: str) -> M:
+    """``doc`` as ``model``; an answer of another shape is a FatalError naming the field."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise FatalError(
+            f"unexpected answer to {method} {path}: {where}: {first['msg']} ({doc!r:.200})"
+        ) from exc
 
 
 def _error_for(method: str, url: str, response: requests.Response) -> Exception:

@@ -49,6 +49,8 @@ async def add_emulator_fault(fault: FaultIn, request: Request) -> dict[str, Any]
             retry_after=fault.retry_after,
             latency_ms=fault.latency_ms,
             path=fault.path,
+            method=fault.method.upper() if fault.method else None,
+            after=fault.after,
         )
     )
     return _faults_json(request)

@@ -7,9 +7,12 @@
    ``{"message", "code": "UNAUTHORIZED"}``.  This includes ``/openapi.json`` and the
    ``/_emulator/*`` controls.
 4. Faults (``/_emulator/faults``): the first queued fault whose ``path`` is a prefix of the
-   request path (no path = any path) is consumed: the request stalls ``latency_ms`` and then,
-   when the fault has a ``status``, fails with it (plus ``Retry-After`` when given); without a
-   status it is then processed normally.  ``/_emulator/*`` is never faulted.
+   request path (no path = any path) and whose ``method`` is the request's (none = any) is
+   consumed: the request stalls ``latency_ms`` and then, when the fault has a ``status``,
+   fails with it (plus ``Retry-After`` when given); without a status it is then processed
+   normally.  An ``after`` fault processes the request first and then stalls and/or replaces
+   the answer (the change is stored, the client does not learn it).  ``/_emulator/*`` is
+   never faulted.
 5. Content-Type: a POST/PUT body is read as JSON whatever its Content-Type says (curl's
    default form type included), as clients of the live API expect.
 6. Counting: every response status except for ``/healthz`` and ``/_emulator/*`` is counted in
@@ -44,9 +47,11 @@ class Fault:
     retry_after: float | None = None
     latency_ms: int = 0
     path: str | None = None
+    method: str | None = None
+    after: bool = False
 
-    def matches(self, path: str) -> bool:
-        return self.path is None or path.startswith(self.path)
+    def matches(self, path: str, method: str) -> bool:
+        return (self.path is None or path.startswith(self.path)) and self.method in (None, method)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +60,8 @@ class Fault:
             "retry_after": self.retry_after,
             "latency_ms": self.latency_ms,
             "path": self.path,
+            "method": self.method,
+            "after": self.after,
         }
 
 
@@ -75,10 +82,10 @@ class Faults:
 
     queue: list[Fault] = field(default_factory=list)
 
-    def take(self, path: str) -> Fault | None:
-        """Consume one use of the first fault matching ``path``."""
+    def take(self, path: str, method: str) -> Fault | None:
+        """Consume one use of the first fault matching ``path`` and ``method``."""
         for i, fault in enumerate(self.queue):
-            if fault.matches(path):
+            if fault.matches(path, method):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     del self.queue[i]
@@ -156,7 +163,10 @@ class EmulatorMiddleware:
             message = "missing X-API-KEY header" if key is None else "invalid API key"
             await send_json(send, 401, {"message": message, "code": "UNAUTHORIZED"}, [])
             return
-        fault = None if control else self.faults.take(path)
+        fault = None if control else self.faults.take(path, scope["method"])
+        if fault is not None and fault.after:
+            await self._fault_after(scope, receive, send, fault)
+            return
         if fault is not None:
             if fault.latency_ms > 0:
                 await asyncio.sleep(fault.latency_ms / 1000)
@@ -166,6 +176,24 @@ class EmulatorMiddleware:
         if scope["method"] in ("POST", "PUT") and path != "/ingest":
             scope = _as_json(scope)
         await self.app(scope, receive, send)
+
+    async def _fault_after(self, scope: Scope, receive: Receive, send: Send, fault: Fault) -> None:
+        """Process the request, then stall and/or replace its answer."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        if scope["method"] in ("POST", "PUT") and scope["path"] != "/ingest":
+            scope = _as_json(scope)
+        await self.app(scope, receive, hold)
+        if fault.latency_ms > 0:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.status is not None:
+            await self._fail(send, fault.status, fault.retry_after)
+            return
+        for message in held:
+            await send(message)
 
     def _counting(self, send: Send) -> Send:
         requests = self.stats.requests

@@ -100,13 +100,17 @@ class UsageQueryIn(_Body):
 
 class FaultIn(_Body):
     """The next ``count`` requests whose path starts with ``path`` (any non-control path
-    when omitted) stall ``latency_ms`` and/or fail with ``status``."""
+    when omitted) and whose method is ``method`` (any when omitted) stall ``latency_ms``
+    and/or fail with ``status``.  With ``after`` the request is processed first (its change
+    is stored) and only the answer is delayed or replaced: a lost answer."""
 
     status: int | None = Field(None, ge=400, le=599)
     count: int = Field(1, ge=1, le=1_000_000)
     retry_after: float | None = Field(None, ge=0, le=86_400)
     latency_ms: int = Field(0, ge=0, le=600_000)
     path: str | None = Field(None, min_length=1)
+    method: str | None = Field(None, pattern=r"^[A-Za-z]+$")
+    after: bool = False
 
     @model_validator(mode="after")
     def _status_or_latency(self) -> Self:

@@ -13,6 +13,7 @@ import requests
 
 from tests.conftest import Emulator
 from tests.integration.emulator_support import Api, events_for, session_api, unique
+from tests.integration.harness import wait_until
 
 
 @pytest.fixture
@@ -32,7 +33,15 @@ def test_status_fault_with_retry_after_applies_count_times(api: Api) -> None:
     before = api.stats()["requests"]
     queued = fault(api, status=503, count=2, retry_after=2, path=path)
     assert queued["faults"] == [
-        {"status": 503, "count": 2, "retry_after": 2.0, "latency_ms": 0, "path": path}
+        {
+            "status": 503,
+            "count": 2,
+            "retry_after": 2.0,
+            "latency_ms": 0,
+            "path": path,
+            "method": None,
+            "after": False,
+        }
     ]
     for _ in range(2):
         r = api.get(path)
@@ -54,6 +63,24 @@ def test_fault_on_ingest_stores_nothing_then_ingest_works(api: Api) -> None:
     assert api.records(customer) == []
     assert api.ingest(events_for(customer, "calls", [1])).status_code == 200
     assert len(api.records(customer)) == 1
+
+
+def test_method_match_and_a_lost_answer(api: Api) -> None:
+    cid = unique("lost")
+    customer = {"customerId": cid, "customerName": "Lost"}
+    fault(api, status=500, path="/customers", method="put", after=True)
+    assert api.get("/customers", params={"customerId": cid}).json() == {}  # GET: not faulted
+    r = api.put("/customers", json=customer)
+    assert r.status_code == 500 and "fault injected" in r.json()["message"]
+    assert api.get(f"/customers/{cid}").json()["customerName"] == "Lost"  # stored all the same
+    fault(api, latency_ms=300, path="/customers", method="PUT", after=True)
+    with pytest.raises(requests.Timeout):
+        api.s.put(
+            api.base_url + "/customers", json={**customer, "customerName": "Late"}, timeout=0.1
+        )
+    wait_until(
+        lambda: api.get(f"/customers/{cid}").json()["customerName"] == "Late", 10, "the change"
+    )
 
 
 def test_prefix_match_and_other_paths_unaffected(api: Api) -> None:
