@@ -27,6 +27,11 @@ BACKING_OFF = Gauge(P + "ingest_backing_off", "Requests waiting to be retried (>
 BUFFERED = Gauge(P + "buffered_records", "Records consumed but not yet committable")
 PAUSED = Gauge(P + "paused", "1 while consumption is paused for backpressure")
 COMMITS = Counter(P + "commits_total", "Offset commits", ["result"])
+FILTERED = Counter(
+    P + "records_filtered_total",
+    "Records a mapping filter dropped (committed, never sent)",
+    ["topic", "rule"],
+)
 
 STALL_SECONDS = 120.0
 

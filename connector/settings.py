@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from connector.errors import ConfigError
+from connector.formats.config import Mapping
 
 ENV_PREFIX = "CONNECTOR_"
 CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
@@ -213,6 +214,12 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
     dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
     transform: TransformSettings = Field(default_factory=TransformSettings)  # type: ignore[arg-type]
+    mappings: list[Mapping] = Field(
+        default_factory=list,
+        description="Per-topic formats (native, json, cloudevents, …) and the rules that map "
+        "records to meter events; YAML, or JSON in the environment. Syntax and examples: "
+        "docs/mappings.md. A topic no entry names is read as native.",
+    )
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )
@@ -298,7 +305,13 @@ class _YamlSource(PydanticBaseSettingsSource):
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:
-    """The environment variable that sets the field at ``loc``."""
+    """The environment variable that sets the field at ``loc``; inside ``mappings`` (a YAML
+    list) the key as written in the file, e.g. ``mappings[0].customer_id.path``."""
+    if len(loc) > 1 and loc[0] == "mappings":
+        text = "mappings"
+        for part in loc[1:]:
+            text += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return text
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
@@ -318,7 +331,11 @@ def _describe(err: dict[str, Any]) -> str:
         return "is not a known setting"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     text = msg[0].lower() + msg[1:] if msg else "invalid"
-    if isinstance(got, str | int | float) and "api_key" not in str(err.get("loc")):
+    if (
+        isinstance(got, str | int | float)
+        and "api_key" not in str(err.get("loc"))
+        and repr(got) not in text
+    ):
         text += f" (got {got!r})"
     return text
 

@@ -24,7 +24,9 @@ def config_reference() -> None:
 @CONFIG_OPTION
 def config_check(config_file: str | None) -> None:
     """Validate the configuration and print it (secrets masked); exit 2 when invalid."""
+    from connector.formats import Mappers
     from connector.settings import load_settings
 
     settings = load_settings(config_file)
+    Mappers(settings)  # builds every mapping's decoder: what `run` refuses, this refuses
     click.echo(settings.model_dump_json(indent=2))

@@ -45,11 +45,24 @@ def _fail(field: str, rule: str) -> MappingError:
     return MappingError(field, rule)
 
 
-def _number(value: Any, field: str) -> int | float:
+def check_number(value: Any, field: str) -> int | float:
+    """``value`` as a meter value, or a MappingError naming ``field`` (every format's rule)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(field, f"must be a number (got {type(value).__name__})")
     if isinstance(value, float) and not math.isfinite(value):
         raise _fail(field, "must be a finite number")
+    return value
+
+
+def check_time_ms(value: Any, field: str) -> int:
+    """``value`` as a meter time in epoch milliseconds (an integral float is taken as its
+    integer), or a MappingError naming ``field`` (every format's rule)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or value <= 0:
+        raise _fail(field, f"must be a positive integer (got {value!r})")
+    if value >= _UINT64_END:  # no JSON encoder on the way to Amberflo takes it
+        raise _fail(field, f"must be below 2^64 (got {value})")
     return value
 
 
@@ -100,12 +113,8 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
         time_ms = record.timestamp_ms
         if time_ms <= 0:
             raise _fail("meterTimeInMillis", "missing and the Kafka record has no timestamp")
-    elif type(time_ms) is float and time_ms.is_integer():
-        time_ms = int(time_ms)
-    if type(time_ms) is not int or time_ms <= 0:
-        raise _fail("meterTimeInMillis", f"must be a positive integer (got {time_ms!r})")
-    if time_ms >= _UINT64_END:  # no JSON encoder on the way to Amberflo takes it
-        raise _fail("meterTimeInMillis", f"must be below 2^64 (got {time_ms})")
+    if type(time_ms) is not int or not 0 < time_ms < _UINT64_END:
+        time_ms = check_time_ms(time_ms, "meterTimeInMillis")
 
     dims = get("dimensions")
     if dims is not None:
@@ -121,7 +130,7 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
             meter = _text(meter, "meterApiName")
         amount = get("meterValue", 1)
         if type(amount) is not int and (type(amount) is not float or not math.isfinite(amount)):
-            amount = _number(amount, "meterValue")
+            amount = check_number(amount, "meterValue")
         uid = given_id or ids.derive(coordinates(record), meter)
         return [MeterEvent(customer, meter, amount, time_ms, uid, dims)]
 
@@ -131,7 +140,7 @@ def map_native(record: SourceRecord, value: Any, ids: UniqueIds) -> list[MeterEv
     events = []
     for meter, amount in values.items():
         _text(meter, "values")
-        amount = _number(amount, f"values.{meter}")
+        amount = check_number(amount, f"values.{meter}")
         uid = f"{given_id}:{meter}" if given_id else ids.derive(coords or "", meter)
         events.append(MeterEvent(customer, meter, amount, time_ms, uid, dims))
     return events

@@ -1,0 +1,125 @@
+"""The ``cloudevents`` format: CloudEvents 1.0 on Kafka, both content modes of the Kafka
+protocol binding (github.com/cloudevents/spec, ``kafka-protocol-binding.md``).
+
+* **structured**: the ``content-type`` header is ``application/cloudevents+json`` (parameters
+  such as ``; charset=utf-8`` allowed) and the value is the whole event as JSON, its payload in
+  ``data`` (or ``data_base64``).  A value without that header and without ``ce_specversion``
+  is read the same way, since many producers send structured events without headers.
+* **binary**: the attributes are headers (``ce_specversion``, ``ce_id``, ``ce_source``,
+  ``ce_type``, ``ce_time``, …), ``content-type`` is the data's content type, and the value
+  is the data.
+
+The rules read the event's ``data`` (parsed as JSON: a JSON content type, or none).  The
+event's ``source`` and ``id``, which CloudEvents says identify it, make the default uniqueId;
+its ``time`` (RFC 3339) is the default meter time.  A record that is not a valid CloudEvent
+(no ``specversion`` 1.0, ``id``, ``source`` or ``type``; a bad ``time``; data that is not
+JSON) is a ``DecodeError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from connector.errors import DecodeError, MappingError
+from connector.formats.config import Mapping
+from connector.formats.rules import Decoder, Envelope, iso_ms
+from connector.records import SourceRecord
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+
+STRUCTURED = "application/cloudevents"
+REQUIRED = ("id", "source", "type")
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+def _json(raw: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+
+
+def identity(source: str, event_id: str) -> str:
+    """The text a CloudEvent's default uniqueIds derive from (unambiguous: JSON)."""
+    return "cloudevents:" + orjson.dumps([source, event_id]).decode()
+
+
+def _attribute(event: dict[str, Any], name: str) -> str:
+    value = event.get(name)
+    if type(value) is not str or not value:
+        raise DecodeError(f"not a CloudEvent: attribute {name!r} is missing or empty")
+    return value
+
+
+def _structured(raw: bytes | None, content_type: str | None) -> tuple[dict[str, Any], Any]:
+    if content_type is not None and not content_type.lower().startswith(STRUCTURED + "+json"):
+        raise DecodeError(
+            f"CloudEvents event format {content_type!r} is not supported (only "
+            f"{STRUCTURED}+json; the Kafka binding has no batch mode)"
+        )
+    if raw is None:
+        raise DecodeError("record has no value (tombstone)")
+    event = _json(raw, "structured CloudEvent")
+    if type(event) is not dict:
+        raise DecodeError("not a CloudEvent: the value is not a JSON object")
+    if "data_base64" in event:
+        encoded = event["data_base64"]
+        try:
+            data_bytes = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise DecodeError("CloudEvent data_base64 is not valid base64") from None
+        if not _is_json(event.get("datacontenttype")):
+            raise DecodeError(f"CloudEvent data is {event['datacontenttype']!r}, not JSON")
+        return event, _json(data_bytes, "CloudEvent data")
+    return event, event.get("data")
+
+
+def _binary(record: SourceRecord, headers: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    event: dict[str, Any] = {k[3:]: v for k, v in headers.items() if k.startswith("ce_")}
+    content_type = headers.get("content-type")
+    if not _is_json(content_type):
+        raise DecodeError(f"CloudEvent data is {content_type!r}; the rules read JSON data")
+    raw = record.value
+    return event, None if not raw else _json(raw, "CloudEvent data")
+
+
+def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
+    """The CloudEvents decoder of ``mapping`` (see the module docstring)."""
+    want_identity = mapping.unique_id is None
+    want_time = mapping.time is None
+
+    def decode(record: SourceRecord) -> Envelope:
+        headers: dict[str, str] = {}
+        for k, v in record.headers:
+            if v is not None:
+                headers[k.lower()] = v.decode("utf-8", "replace")
+        if "ce_specversion" in headers:
+            event, data = _binary(record, headers)
+        else:
+            event, data = _structured(record.value, headers.get("content-type"))
+        version = event.get("specversion")
+        if version != "1.0":
+            raise DecodeError(f"not a CloudEvent 1.0: specversion is {version!r}")
+        for name in REQUIRED:
+            _attribute(event, name)
+        time_ms = None
+        if want_time and event.get("time") is not None:
+            try:
+                time_ms = iso_ms(event["time"], "time")
+            except MappingError as exc:
+                raise DecodeError(f"CloudEvent {exc}") from None
+        key = identity(event["source"], event["id"]) if want_identity else None
+        return Envelope(data, key, time_ms)
+
+    return decode

@@ -1,0 +1,192 @@
+"""The ``mappings`` section of the configuration: which topics are read in which format, and
+the rules that turn a decoded record into meter events (docs/mappings.md has the syntax).
+
+Everything here is checked when the settings load: an unknown format, a schema file that does
+not exist, a path or expression that does not compile, a rule that makes no sense for its key
+is one configuration error naming the key (``mappings[0].customer_id.path: …``), exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connector.formats.paths import expr_getter, parse_path
+
+Scalar = str | int | float | bool
+TimeUnit = Literal["ms", "s", "iso8601"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Model):
+    """Where a value comes from: ``{path: …}``, ``{expr: …}`` or ``{constant: …}``.
+
+    A bare scalar in the YAML (``meter: api_calls``) is short for ``{constant: api_calls}``.
+    ``default`` is used when the path or expression finds nothing (or null); without one,
+    finding nothing is a MappingError.  ``unit`` is for ``time`` only.
+    """
+
+    path: str | None = None
+    expr: str | None = None
+    constant: Scalar | None = None
+    default: Scalar | None = None
+    unit: TimeUnit | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_constant(cls, value: Any) -> Any:
+        if isinstance(value, str | int | float | bool):
+            return {"constant": value}
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_path(value)
+        return value
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            expr_getter(value, "expr")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Rule:
+        given = [k for k in ("path", "expr", "constant") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of path, expr or constant"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.constant is not None and self.has_default:
+            raise ValueError("a constant takes no default")
+        return self
+
+    @property
+    def has_default(self) -> bool:
+        """True when ``default`` was given, even as null (a dimension then may be absent)."""
+        return "default" in self.model_fields_set
+
+
+class Filter(_Model):
+    """Keep (INCLUDE) or drop (EXCLUDE) records by the value of one of the mapping's
+    dimensions.  A dropped record is committed, counted, and never sent."""
+
+    dimension: str = Field(min_length=1)
+    values: list[str] = Field(min_length=1)
+    action: Literal["INCLUDE", "EXCLUDE"]
+    name: str | None = Field(None, description="Label of the filtered-records metric.")
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        from connector.formats.rules import dimension_text
+
+        if isinstance(value, list):
+            return [dimension_text(v, "values") if not isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.dimension} {self.action}"
+
+
+class Mapping(_Model):
+    """One entry of ``mappings``: the topics it reads, their format, and the rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    topics: list[str] = Field(min_length=1)
+    format: str = "native"
+    schema_file: Path | None = Field(None, alias="schema")
+    meter: Rule | None = None
+    customer_id: Rule | None = None
+    value: Rule | None = None
+    time: Rule | None = None
+    dimensions: dict[str, Rule] = Field(default_factory=dict)
+    unique_id: Rule | None = None
+    meters: dict[str, Rule] | None = None
+    filters: list[Filter] = Field(default_factory=list)
+
+    @field_validator("topics")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if not topic:
+                raise ValueError("a topic name is empty")
+            if topic.startswith("^"):
+                try:
+                    re.compile(topic)
+                except re.error as exc:
+                    raise ValueError(
+                        f"{topic!r} is not a valid regular expression: {exc}"
+                    ) from None
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        from connector.formats import known_formats
+
+        if value not in known_formats():
+            raise ValueError(f"unknown format {value!r} (known: {', '.join(known_formats())})")
+        return value
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"schema file {str(value)!r} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _rules_fit_the_format(self) -> Mapping:
+        rules = ("meter", "customer_id", "value", "time", "unique_id", "meters")
+        given = [k for k in rules if getattr(self, k) is not None]
+        if self.dimensions:
+            given.append("dimensions")
+        if self.format == "native":
+            if given:
+                raise ValueError(
+                    f"format native reads Amberflo-shaped records and takes no rules "
+                    f"({', '.join(given)}); use format json (or another) to map fields"
+                )
+            return self
+        if self.customer_id is None:
+            raise ValueError(f"customer_id is required (format {self.format})")
+        if (self.meter is None) == (self.meters is None):
+            raise ValueError("give meter (with value) or meters, exactly one of them")
+        if self.meters is not None and self.value is not None:
+            raise ValueError("value goes with meter; with meters each meter names its value")
+        if self.meters is not None and not self.meters:
+            raise ValueError("meters is empty")
+        if self.unique_id is not None and self.unique_id.constant is not None:
+            raise ValueError("unique_id must be a path or expr: a constant would collide")
+        for key in rules:
+            rule = getattr(self, key)
+            if isinstance(rule, Rule) and rule.unit is not None and key != "time":
+                raise ValueError(f"{key} takes no unit (unit is for time only)")
+        for name, rule in {**self.dimensions, **(self.meters or {})}.items():
+            if rule.unit is not None:
+                raise ValueError(f"{name} takes no unit (unit is for time only)")
+        for f in self.filters:
+            if f.dimension not in self.dimensions:
+                raise ValueError(
+                    f"filters: dimension {f.dimension!r} is not one of this mapping's "
+                    f"dimensions ({', '.join(self.dimensions) or 'none'})"
+                )
+        return self

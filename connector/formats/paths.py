@@ -1,0 +1,166 @@
+"""Where a mapping rule reads a value: a dotted path, or a JMESPath expression.
+
+Both are compiled once, when the mappings are built, into a *getter*: a function of the
+decoded value that returns what the rule reads, or ``None`` when there is nothing there.
+
+* ``{path: usage.requests}`` — dotted names with ``[n]`` list indexes (``items[0].id``,
+  ``events[-1].ts``, ``[0].tenant`` on a top-level list).  A name is any run of characters
+  other than ``.``, ``[``, ``]`` and white space.  This is the hot path: the getter is a few
+  direct subscripts, no interpretation per record.  A name reached on something that is not
+  an object, or an index on something that is not a list, finds nothing (``None``), as does
+  an index beyond the list's end.
+* ``{expr: "items[?kind=='api'] | length(@)"}`` — a JMESPath expression (jmespath.org), for
+  anything richer: filters, projections, functions.  Slower (an interpreter runs per record);
+  use it where a path cannot say it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jmespath
+import jmespath.functions
+from jmespath.exceptions import JMESPathError, ParseError
+
+from connector.errors import MappingError
+
+Getter = Callable[[Any], Any]
+Step = str | int
+
+_FIRST = re.compile(r"([^.\[\]\s]+)|\[(-?\d+)\]")
+_NEXT = re.compile(r"\.([^.\[\]\s]+)|\[(-?\d+)\]")
+
+
+def parse_path(text: str) -> tuple[Step, ...]:
+    """The steps of a dotted path (names are ``str``, list indexes ``int``).
+
+    Raises ``ValueError`` saying what is wrong, for the configuration error."""
+    if not text:
+        raise ValueError("is empty")
+    steps: list[Step] = []
+    pos = 0
+    while pos < len(text):
+        m = (_NEXT if steps else _FIRST).match(text, pos)
+        if m is None:
+            raise ValueError(
+                f"is not a dotted path ({text!r}, at character {pos + 1}): names are joined "
+                "with '.', list indexes are [n]; use {expr: ...} for anything richer"
+            )
+        steps.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    return tuple(steps)
+
+
+def path_getter(text: str) -> Getter:
+    """The getter of a dotted path (see the module docstring)."""
+    steps = parse_path(text)
+    if all(isinstance(s, str) for s in steps):
+        return _names_getter(steps)  # type: ignore[arg-type]
+
+    def get(value: Any) -> Any:
+        for step in steps:
+            if type(step) is int:
+                if type(value) is not list:
+                    return None
+                try:
+                    value = value[step]
+                except IndexError:
+                    return None
+            else:
+                if type(value) is not dict:
+                    return None
+                value = value.get(step)
+        return value
+
+    return get
+
+
+def _names_getter(steps: tuple[str, ...]) -> Getter:
+    # Subscripting anything but a dict with a str raises TypeError (lists, strings, numbers,
+    # None), so one try around direct subscripts is both the fastest form and exact.
+    if len(steps) == 1:
+        (a,) = steps
+
+        def get1(v: Any) -> Any:
+            try:
+                return v[a]
+            except (KeyError, TypeError, IndexError):
+                return None
+
+        return get1
+    if len(steps) == 2:
+        a, b = steps
+
+        def get2(v: Any) -> Any:
+            try:
+                return v[a][b]
+            except (KeyError, TypeError, IndexError):
+                return None
+
+        return get2
+    if len(steps) == 3:
+        a, b, c = steps
+
+        def get3(v: Any) -> Any:
+            try:
+                return v[a][b][c]
+            except (KeyError, TypeError, IndexError):
+                return None
+
+        return get3
+
+    def get(v: Any) -> Any:
+        try:
+            for step in steps:
+                v = v[step]
+        except (KeyError, TypeError, IndexError):
+            return None
+        return v
+
+    return get
+
+
+_FUNCTIONS = frozenset(jmespath.functions.Functions().FUNCTION_TABLE)
+
+
+def _function_names(node: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(node, dict):
+        if node.get("type") == "function_expression":
+            names.add(str(node.get("value")))
+        for child in node.get("children", ()):
+            names |= _function_names(child)
+    return names
+
+
+def expr_getter(text: str, field: str) -> Getter:
+    """The getter of a JMESPath expression.  Raises ``ValueError`` when it does not compile;
+    the getter raises ``MappingError`` naming ``field`` when the expression fails on a record
+    (a function given the wrong type of argument)."""
+    if not text.strip():
+        raise ValueError("is empty")
+    try:
+        compiled = jmespath.compile(text)
+    except ParseError as exc:
+        raise ValueError(
+            f"is not a valid JMESPath expression ({exc.msg.lower()} at character "
+            f"{exc.lex_position + 1}: {text!r})"
+        ) from None
+    except JMESPathError as exc:
+        raise ValueError(
+            f"is not a valid JMESPath expression ({' '.join(str(exc).split())})"
+        ) from None
+    unknown = sorted(_function_names(compiled.parsed) - _FUNCTIONS)
+    if unknown:
+        raise ValueError(f"calls unknown JMESPath function(s) {', '.join(unknown)}")
+    search = compiled.search
+
+    def get(value: Any) -> Any:
+        try:
+            return search(value)
+        except JMESPathError as exc:
+            raise MappingError(field, f"expression {text!r} failed: {exc}") from None
+
+    return get

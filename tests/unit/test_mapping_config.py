@@ -1,0 +1,149 @@
+"""The ``mappings`` section: validation at load, and which mapper reads which topic."""
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from connector.errors import ConfigError, DecodeError
+from connector.formats import DECODERS, Mappers, known_formats
+from connector.formats.config import Mapping
+from connector.formats.ids import UniqueIds
+from connector.formats.native import map_json
+from connector.records import SourceRecord
+from connector.settings import Settings, load_settings
+
+JSON_RULES = {"format": "json", "customer_id": {"path": "tenant.id"}, "meter": "api"}
+
+
+def settings(*mappings: dict[str, Any]) -> Settings:
+    return Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"}, mappings=list(mappings))
+
+
+def record(topic: str, value: Any, offset: int = 3) -> SourceRecord:
+    return SourceRecord(topic, 1, offset, 1_700_000_000_000, None, orjson.dumps(value))
+
+
+NATIVE = {"customerId": "c", "meterApiName": "m", "meterValue": 2, "dimensions": {"r": "x"}}
+
+
+def test_without_mappings_every_topic_is_native_byte_for_byte() -> None:
+    s = settings()
+    mapper = Mappers(s).for_topic("anything")
+    rec = record("anything", NATIVE)
+    ids = UniqueIds(s.unique_id_namespace)
+    assert [e.payload() for e in mapper(rec)] == [e.payload() for e in map_json(rec, ids)]
+    assert orjson.dumps(mapper(rec)[0].payload()) == orjson.dumps(map_json(rec, ids)[0].payload())
+
+
+def test_an_exact_name_wins_over_a_pattern_and_the_first_pattern_wins() -> None:
+    s = settings(
+        {"topics": ["^usage\\..*"], **JSON_RULES, "meter": "first-pattern"},
+        {"topics": ["^usage\\.api.*"], **JSON_RULES, "meter": "second-pattern"},
+        {"topics": ["usage.api"], **JSON_RULES, "meter": "exact"},
+    )
+    mappers = Mappers(s)
+    value = {"tenant": {"id": "c"}}
+    assert mappers.for_topic("usage.api")(record("usage.api", value))[0].meter_api_name == "exact"
+    [ev] = mappers.for_topic("usage.api2")(record("usage.api2", value))
+    assert ev.meter_api_name == "first-pattern"
+    # a topic no entry names: native
+    assert mappers.mapping_for("other") is None
+    [ev] = mappers.for_topic("other")(record("other", NATIVE))
+    assert ev.meter_api_name == "m"
+
+
+def test_a_native_entry_takes_filters() -> None:
+    s = settings(
+        {"topics": ["t"], "filters": [{"dimension": "r", "values": ["x"], "action": "EXCLUDE"}]}
+    )
+    mapper = Mappers(s).for_topic("t")
+    assert mapper(record("t", NATIVE)) == []
+    assert len(mapper(record("t", {**NATIVE, "dimensions": {"r": "y"}}))) == 1
+
+
+def test_a_registered_decoder_is_a_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    def upper_decoder(mapping: Mapping, _s: Settings) -> Any:
+        assert mapping.format == "shouty"
+
+        def decode(rec: SourceRecord) -> Any:
+            if not rec.value:
+                raise DecodeError("empty")
+            return {"who": rec.value.decode().upper()}
+
+        return decode
+
+    monkeypatch.setitem(DECODERS, "shouty", upper_decoder)
+    assert "shouty" in known_formats()
+    s = settings(
+        {"topics": ["t"], "format": "shouty", "customer_id": {"path": "who"}, "meter": "m"}
+    )
+    mapper = Mappers(s).for_topic("t")
+    rec = SourceRecord("t", 0, 0, 1_700_000_000_000, None, b"acme")
+    assert mapper(rec)[0].customer_id == "ACME"
+    with pytest.raises(DecodeError):
+        mapper(rec._replace(value=b""))
+
+
+BAD = [
+    ({"format": "avro9"}, "mappings[0].format: unknown format 'avro9' (known: native, json"),
+    ({"customer_id": {"path": "a..b"}}, "mappings[0].customer_id.path: is not a dotted path"),
+    ({"customer_id": {"path": "a[x]"}}, "mappings[0].customer_id.path: is not a dotted path"),
+    ({"customer_id": {"expr": "a[?"}}, "mappings[0].customer_id.expr: is not a valid JMESPath"),
+    ({"customer_id": {"expr": "nope(a)"}}, "mappings[0].customer_id.expr: calls unknown JMESPath"),
+    ({"customer_id": None}, "mappings[0]: customer_id is required (format json)"),
+    ({"customer_id": {"path": "a", "expr": "b"}}, "mappings[0].customer_id: give exactly one of"),
+    ({"customer_id": {"default": "x"}}, "mappings[0].customer_id: give exactly one of"),
+    ({"customer_id": {"constant": "x", "default": "y"}}, "mappings[0].customer_id: a constant"),
+    ({"schema": "no/such.avsc"}, "mappings[0].schema: schema file 'no/such.avsc' does not exist"),
+    ({"value": {"path": "v", "unit": "s"}}, "mappings[0]: value takes no unit"),
+    ({"time": {"path": "t", "unit": "ns"}}, "mappings[0].time.unit: input should be 'ms', 's' or"),
+    ({"topics": ["^a("]}, "mappings[0].topics: '^a(' is not a valid regular expression"),
+    ({"topics": []}, "mappings[0].topics: "),
+    ({"meters": {"a": 1}}, "mappings[0]: give meter (with value) or meters, exactly one"),
+    ({"meter": None}, "mappings[0]: give meter (with value) or meters, exactly one"),
+    ({"meter": None, "meters": {"a": 1}, "value": 2}, "mappings[0]: value goes with meter"),
+    ({"unique_id": "fixed"}, "mappings[0]: unique_id must be a path or expr"),
+    ({"colour": "red"}, "mappings[0].colour: is not a known setting"),
+    (
+        {"filters": [{"dimension": "r", "values": ["x"], "action": "DROP"}]},
+        "mappings[0].filters[0].action: input should be 'INCLUDE' or 'EXCLUDE'",
+    ),
+    (
+        {"filters": [{"dimension": "r", "values": ["x"], "action": "INCLUDE"}]},
+        "mappings[0]: filters: dimension 'r' is not one of this mapping's dimensions (none)",
+    ),
+    ({"format": "native"}, "mappings[0]: format native reads Amberflo-shaped records and takes"),
+]
+
+
+@pytest.mark.parametrize(("change", "line"), BAD, ids=[b[1][:48] for b in BAD])
+def test_a_bad_mapping_is_one_line_naming_the_key(
+    change: dict[str, Any], line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("CONNECTOR_KAFKA__TOPICS", "CONNECTOR_AMBERFLO__API_KEY", "CONNECTOR_MAPPINGS"):
+        monkeypatch.delenv(key, raising=False)
+    entry = {"topics": ["t"], **JSON_RULES, **change}
+    entry = {k: v for k, v in entry.items() if v is not None}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(
+        orjson.dumps(
+            {"kafka": {"topics": ["t"]}, "amberflo": {"api_key": "k"}, "mappings": [entry]}
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert info.value.exit_code == 2
+    [got] = str(info.value).splitlines()
+    assert got.startswith(line), got
+
+
+def test_mappings_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_KAFKA__TOPICS", "t")
+    monkeypatch.setenv("CONNECTOR_AMBERFLO__API_KEY", "k")
+    monkeypatch.setenv(
+        "CONNECTOR_MAPPINGS", orjson.dumps([{"topics": ["t"], **JSON_RULES}]).decode()
+    )
+    [m] = load_settings().mappings
+    assert m.format == "json" and m.customer_id is not None and m.customer_id.path == "tenant.id"
