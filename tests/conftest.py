@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from connector.embedded import EmbeddedBroker, EmbeddedEmulator
+from connector.local_registry import LocalSchemaRegistry
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,14 @@ def amberflo_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emul
     d = tmp_path_factory.mktemp("emulator")
     with EmbeddedEmulator(db=d / "emulator.db", api_key="test-key", log_path=d / "log") as emu:
         yield Emulator(emu.base_url, emu.api_key, emu.db, emu)
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalSchemaRegistry]:
+    """The local Schema Registry (real HTTP on a free port) for the session.  A test that
+    stops it or injects faults must leave it serving (``start()``) with no faults left."""
+    with LocalSchemaRegistry() as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 import click
 
 from connector import __version__
-from connector.cli import config, demo, dlq, emulator, run
+from connector.cli import config, demo, dlq, emulator, registry, run
 from connector.errors import ConnectorError, FatalError
 
 
@@ -40,6 +40,7 @@ for command in (
     emulator.emulator,
     config.config,
     dlq.dlq,
+    registry.schema_registry,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,154 @@
+"""The local Schema Registry answers Confluent's own client as Confluent's registry does:
+real HTTP, ``confluent_kafka.schema_registry.SchemaRegistryClient`` and ``AvroSerializer``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from confluent_kafka.schema_registry import (
+    Schema,
+    SchemaReference,
+    SchemaRegistryClient,
+    SchemaRegistryError,
+)
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from connector.embedded import free_port
+from connector.local_registry import CONTENT_TYPE, LocalSchemaRegistry
+
+AVSC = (Path(__file__).resolve().parents[2] / "schemas" / "usage_event.avsc").read_text()
+V2 = json.loads(AVSC)
+V2["fields"].append({"name": "source", "type": ["null", "string"], "default": None})
+
+
+def subject() -> str:
+    return f"usage-{uuid.uuid4().hex[:8]}-value"
+
+
+@pytest.fixture
+def client(schema_registry: LocalSchemaRegistry) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": schema_registry.url})
+
+
+def test_register_versions_and_fetch_by_id(client: SchemaRegistryClient) -> None:
+    s = subject()
+    v1 = client.register_schema(s, Schema(AVSC, "AVRO"))
+    v2 = client.register_schema(s, Schema(json.dumps(V2), "AVRO"))
+    again = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})  # no cache
+    assert again.register_schema(s, Schema(AVSC, "AVRO")) == v1  # same schema, same id
+    assert v1 != v2
+    assert json.loads(again.get_schema(v1).schema_str) == json.loads(AVSC)
+    assert again.get_versions(s) == [1, 2]
+    latest = again.get_latest_version(s)
+    assert (latest.version, latest.schema_id) == (2, v2)
+    assert again.get_version(s, 1).schema_id == v1
+    assert s in again.get_subjects()
+    assert again.lookup_schema(s, Schema(json.dumps(V2), "AVRO")).version == 2
+    # The same schema under another subject keeps its id.
+    assert again.register_schema(subject(), Schema(AVSC, "AVRO")) == v1
+
+
+def test_errors_carry_confluent_codes(
+    client: SchemaRegistryClient, schema_registry: LocalSchemaRegistry
+) -> None:
+    for call, code in (
+        (lambda: client.get_schema(999_999), 40403),
+        (lambda: client.get_latest_version(subject()), 40401),
+        (lambda: client.register_schema(subject(), Schema('{"type": "nope"}', "AVRO")), 42201),
+    ):
+        with pytest.raises(SchemaRegistryError) as info:
+            call()
+        assert info.value.error_code == code
+    s = subject()
+    client.register_schema(s, Schema(AVSC, "AVRO"))
+    with pytest.raises(SchemaRegistryError) as info:
+        client.get_version(s, 7)
+    assert info.value.error_code == 40402
+    r = requests.get(f"{schema_registry.url}/schemas/ids/999999", timeout=5)
+    assert r.status_code == 404 and r.headers["Content-Type"] == CONTENT_TYPE
+
+
+def test_confluent_avro_serializer_round_trip_with_references(
+    client: SchemaRegistryClient,
+) -> None:
+    region = {
+        "type": "record",
+        "name": "Region",
+        "namespace": "ex",
+        "fields": [{"name": "name", "type": "string"}],
+    }
+    client.register_schema("ex.Region", Schema(json.dumps(region), "AVRO"))
+    outer = {
+        "type": "record",
+        "name": "Usage",
+        "namespace": "ex",
+        "fields": [
+            {"name": "customerId", "type": "string"},
+            {"name": "region", "type": "ex.Region"},
+        ],
+    }
+    s = subject()
+    outer_schema = Schema(json.dumps(outer), "AVRO", [SchemaReference("ex.Region", "ex.Region", 1)])
+    client.register_schema(s, outer_schema)
+    ser = AvroSerializer(
+        client, outer_schema, conf={"auto.register.schemas": False, "use.latest.version": True}
+    )
+    ctx = SerializationContext(s.removesuffix("-value"), MessageField.VALUE)
+    value = {"customerId": "c1", "region": {"name": "eu"}}
+    data = ser(value, ctx)
+    assert data[0] == 0
+    assert AvroDeserializer(client)(data, ctx) == value
+
+
+def test_injected_faults_and_restart_keep_the_schemas(
+    client: SchemaRegistryClient, schema_registry: LocalSchemaRegistry
+) -> None:
+    schema_id = client.register_schema(subject(), Schema(AVSC, "AVRO"))
+    fresh = {"url": schema_registry.url, "max.retries": 0}
+    schema_registry.fail_next(1, 503)
+    with pytest.raises(SchemaRegistryError) as info:
+        SchemaRegistryClient(fresh).get_schema(schema_id)
+    assert info.value.http_status_code == 503
+    schema_registry.stop()
+    try:
+        with pytest.raises(Exception, match="onnect"):
+            SchemaRegistryClient(fresh).get_schema(schema_id)
+    finally:
+        schema_registry.start()
+    assert SchemaRegistryClient(fresh).get_schema(schema_id).schema_str == AVSC
+
+
+def test_schema_registry_command_serves_until_stopped() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "schema-registry", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on http://127.0.0.1:" in proc.stdout.readline().decode()
+        client = SchemaRegistryClient({"url": f"http://127.0.0.1:{port}"})
+        assert client.register_schema("s-value", Schema(AVSC, "AVRO")) == 1
+        # A second one on the same port: one line naming the address, exit 1.
+        taken = subprocess.run(
+            [sys.executable, "-m", "connector", "schema-registry", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert taken.returncode == 1
+        assert taken.stderr.strip().splitlines() == [
+            f"amberflo-connector: cannot listen on 127.0.0.1:{port}: Address already in use"
+        ]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
