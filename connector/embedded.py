@@ -1,7 +1,8 @@
-"""Local services for the demo, the benchmarks and the tests: the Tansu broker and the emulator.
+"""Local services for the demo, the benchmarks and the tests: the Tansu broker, the emulator
+and an S3-compatible server (moto).
 
-Both run as child processes on free loopback ports and are stopped by ``close()`` (or the
-context manager).  Tansu keeps its data in memory: it is gone when the broker stops.
+All run as child processes on free loopback ports and are stopped by ``close()`` (or the
+context manager).  Tansu and moto keep their data in memory: it is gone when they stop.
 """
 
 from __future__ import annotations
@@ -129,8 +130,39 @@ class EmbeddedBroker(_Child):
         _wait_tcp(self.port, self.proc, 20, "the embedded Kafka broker")
 
 
+class EmbeddedS3(_Child):
+    """moto's standalone S3-compatible server (``moto_server``, from ``moto[server]``) on
+    ``endpoint_url``; it keeps its buckets in memory.  Any access key is accepted:
+    ``credentials`` are dummy ones for the clients' environment."""
+
+    credentials: dict[str, str] = {  # noqa: RUF012
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        try:
+            import moto.server  # noqa: F401
+        except ImportError as exc:
+            raise FatalError(
+                "the local S3 server needs moto: pip install 'amberflo-kafka-connector[demo]'"
+            ) from exc
+        self.port = port or free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_tcp(self.port, self.proc, 30, "the local S3 server (moto)")
+
+
 class EmbeddedEmulator(_Child):
-    """The Amberflo emulator (``amberflo-connector emulator``) with a SQLite file."""
+    """The Amberflo emulator (``amberflo-connector emulator``) with a SQLite file; with
+    ``s3_endpoint`` and ``s3_bucket``, its S3 intake polls that bucket too."""
 
     def __init__(
         self,
@@ -138,6 +170,9 @@ class EmbeddedEmulator(_Child):
         api_key: str = "local-dev-key",
         port: int | None = None,
         log_path: Path | None = None,
+        s3_endpoint: str | None = None,
+        s3_bucket: str | None = None,
+        s3_poll_s: float = 0.5,
     ) -> None:
         self.port = port or free_port()
         self.api_key = api_key
@@ -161,7 +196,14 @@ class EmbeddedEmulator(_Child):
                 self.db,
                 "--api-key",
                 api_key,
+                *(
+                    ("--s3-endpoint", s3_endpoint, "--s3-bucket", s3_bucket)
+                    if s3_endpoint and s3_bucket
+                    else ()
+                ),
+                *(("--s3-poll", str(s3_poll_s)) if s3_endpoint else ()),
             ],
+            env={**os.environ, **EmbeddedS3.credentials} if s3_endpoint else None,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,4 +1,5 @@
-"""Session fixtures: one real broker and one real emulator per test session, on free ports."""
+"""Session fixtures: one real broker and one real emulator per test session, on free ports;
+for the S3 tests, moto's S3 server and a second emulator whose S3 intake polls it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.embedded import EmbeddedBroker, EmbeddedEmulator
+from connector.embedded import EmbeddedBroker, EmbeddedEmulator, EmbeddedS3
 from connector.local_registry import LocalSchemaRegistry
 
 
@@ -43,6 +44,37 @@ def schema_registry() -> Iterator[LocalSchemaRegistry]:
     stops it or injects faults must leave it serving (``start()``) with no faults left."""
     with LocalSchemaRegistry() as registry:
         yield registry
+
+
+@dataclass(frozen=True)
+class S3Stack:
+    """moto's S3 server, and an emulator ingesting the objects of ``bucket`` there."""
+
+    endpoint_url: str
+    bucket: str
+    emulator: Emulator
+
+
+S3_BUCKET = "amberflo-ingest"
+
+
+@pytest.fixture(scope="session")
+def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Stack]:
+    """moto_server as a real process, once per session, and an emulator (S3 intake polling
+    every 0.2 s) that creates ``S3_BUCKET`` there."""
+    d = tmp_path_factory.mktemp("s3")
+    with (
+        EmbeddedS3(log_path=d / "moto.log") as s3,
+        EmbeddedEmulator(
+            db=d / "emulator.db",
+            api_key="test-key",
+            log_path=d / "emulator.log",
+            s3_endpoint=s3.endpoint_url,
+            s3_bucket=S3_BUCKET,
+            s3_poll_s=0.2,
+        ) as emu,
+    ):
+        yield S3Stack(s3.endpoint_url, S3_BUCKET, Emulator(emu.base_url, emu.api_key, emu.db, emu))
 
 
 @pytest.fixture

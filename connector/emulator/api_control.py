@@ -3,11 +3,13 @@
 * ``POST /_emulator/faults`` queues a fault (see ``FaultIn``); several may be queued and each
   request consumes one use of the first matching one.  ``GET`` lists, ``DELETE`` clears.
 * ``GET /_emulator/stats`` → ``{"requests": {"<status>": n}, "events_accepted",
-  "duplicates", "filtered", "records_stored", "ingest_requests"}``.  ``requests`` counts the
-  responses of every route except ``/healthz`` and ``/_emulator/*``; ``events_accepted`` is
-  the sum of the N of "N records were ingested"; ``ingest_requests`` counts the /ingest
-  requests answered 200.  All but ``records_stored`` (the stored rows, across restarts) count
-  since this process started.  For a fresh database:
+  "duplicates", "filtered", "records_stored", "ingest_requests", "s3_objects_ingested",
+  "s3_objects_rejected"}``.  ``requests`` counts the responses of every route except
+  ``/healthz`` and ``/_emulator/*``; ``events_accepted`` is the sum of the N of "N records
+  were ingested" plus the records of the S3 objects ingested; ``ingest_requests`` counts the
+  /ingest requests answered 200, ``s3_objects_*`` the objects of the S3 intake.  All but
+  ``records_stored`` (the stored rows, across restarts) count since this process started.
+  For a fresh database:
   ``events_accepted == records_stored + duplicates + filtered``.
 * ``GET /_emulator/records?after_id=&limit=&customerId=&meterApiName=`` → stored records in
   id order and ``next_after_id`` (the last id returned, or ``after_id`` when none were, so a

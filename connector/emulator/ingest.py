@@ -69,12 +69,12 @@ class Prepared:
         return len(self.rows) + self.filtered
 
 
-def decompress(body: bytes, content_encoding: str | None) -> bytes:
-    """The decoded body; 413 when it exceeds MAX_BYTES, 400/415 when it cannot be decoded."""
+def decompress(body: bytes, content_encoding: str | None, max_bytes: int = MAX_BYTES) -> bytes:
+    """The decoded body; 413 when it exceeds ``max_bytes``, 400/415 when it cannot be decoded."""
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("", "identity") and not body.startswith(b"\x1f\x8b"):
-        if len(body) > MAX_BYTES:
-            raise _too_large()
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
         return body
     if encoding in ("", "identity", "gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
@@ -86,17 +86,19 @@ def decompress(body: bytes, content_encoding: str | None) -> bytes:
         )
     inflater = zlib.decompressobj(wbits)
     try:
-        data = inflater.decompress(body, MAX_BYTES + 1)
+        data = inflater.decompress(body, max_bytes + 1)
     except zlib.error as exc:
         raise IngestRejected(400, "BAD_REQUEST", f"body is not valid {encoding}: {exc}") from exc
-    if len(data) > MAX_BYTES:
-        raise _too_large()
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
     if not inflater.eof:
         raise IngestRejected(400, "BAD_REQUEST", f"body is a truncated {encoding or 'gzip'} stream")
     return data
 
 
-def _too_large() -> IngestRejected:
+def _too_large(max_bytes: int) -> IngestRejected:
+    if max_bytes != MAX_BYTES:
+        return IngestRejected(413, "PAYLOAD_TOO_LARGE", f"over {max_bytes} bytes (decompressed)")
     return IngestRejected(
         413,
         "PAYLOAD_TOO_LARGE",
@@ -105,8 +107,9 @@ def _too_large() -> IngestRejected:
     )
 
 
-def parse_events(data: bytes) -> list[Any]:
-    """The events of a decoded body (JSON object, JSON array or NDJSON); 400/413 otherwise."""
+def parse_events(data: bytes, max_events: int | None = MAX_EVENTS) -> list[Any]:
+    """The events of a decoded body (JSON object, JSON array or NDJSON); 400/413 otherwise
+    (413: more than ``max_events``; None: no limit)."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -130,11 +133,11 @@ def parse_events(data: bytes) -> list[Any]:
         raise IngestRejected(
             400, "BAD_REQUEST", "body must be a JSON object, a JSON array of objects or NDJSON"
         )
-    if len(doc) > MAX_EVENTS:
+    if max_events is not None and len(doc) > max_events:
         raise IngestRejected(
             413,
             "PAYLOAD_TOO_LARGE",
-            f"{len(doc)} events in one request; at most {MAX_EVENTS} are accepted",
+            f"{len(doc)} events in one request; at most {max_events} are accepted",
         )
     return doc
 

@@ -74,6 +74,8 @@ class Stats:
     duplicates: int = 0
     filtered: int = 0
     ingest_requests: int = 0
+    s3_objects_ingested: int = 0
+    s3_objects_rejected: int = 0
 
 
 @dataclass(slots=True)

@@ -8,9 +8,11 @@ Every error is JSON ``{"message", "code"}`` (plus ``details`` for validation pro
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -117,15 +119,36 @@ def _operation_id(route: APIRoute) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
-def create_app(db: str, api_keys: list[str]) -> FastAPI:
-    """The emulator serving the SQLite database ``db``, accepting any of ``api_keys``."""
+@dataclass(frozen=True)
+class S3Source:
+    """The bucket the S3 intake watches (``emulator --s3-endpoint URL --s3-bucket B``)."""
+
+    endpoint_url: str
+    bucket: str
+    poll_s: float = 1.0
+    region: str | None = None
+
+
+def create_app(db: str, api_keys: list[str], s3: S3Source | None = None) -> FastAPI:
+    """The emulator serving the SQLite database ``db``, accepting any of ``api_keys``, and
+    ingesting the objects of an S3 bucket when ``s3`` is given (``s3_intake``)."""
     if not api_keys:
         raise ValueError("the emulator needs at least one API key")
     st = EmulatorState(Store(db))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        stop = asyncio.Event()
+        if s3 is not None:
+            from connector.emulator.s3_intake import S3Intake
+
+            intake = S3Intake(st, s3.endpoint_url, s3.bucket, s3.poll_s, s3.region)
+            task = asyncio.create_task(intake.run(stop))
         yield
+        stop.set()
+        if task is not None:
+            await task
         st.store.close()
 
     app = FastAPI(
@@ -159,14 +182,20 @@ def create_app(db: str, api_keys: list[str]) -> FastAPI:
     return app
 
 
-def serve(host: str, port: int, db: str, api_keys: list[str]) -> None:
+def serve(host: str, port: int, db: str, api_keys: list[str], s3: S3Source | None = None) -> None:
     """Run the emulator until SIGINT/SIGTERM (uvicorn; uvloop and httptools when present)."""
-    app = create_app(db, api_keys)
+    app = create_app(db, api_keys, s3)
     # Each /ingest request allocates ~10k short-lived objects; the default generation-0
     # threshold (700) would run the cyclic GC a dozen times per request for nothing.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     print(f"Amberflo emulator listening on http://{host}:{port} (db: {db})", flush=True)
+    if s3 is not None:
+        print(
+            f"S3 intake: ingesting the objects of bucket {s3.bucket!r} at {s3.endpoint_url} "
+            f"(polled every {s3.poll_s:g}s; failure reports under failed-requests/)",
+            flush=True,
+        )
     uvicorn.run(
         app,
         host=host,

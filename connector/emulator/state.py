@@ -70,10 +70,28 @@ class EmulatorState:
         """Decode, validate and filter one /ingest body (CPU only; raises IngestRejected)."""
         return prepare(parse_events(decompress(body, content_encoding)), self._rules)
 
+    def prepare_object(self, body: bytes, gzipped: bool) -> Prepared:
+        """The same for an S3 object (no per-request limits; see ``s3_intake``)."""
+        from connector.emulator.s3_intake import MAX_OBJECT_BYTES
+
+        data = decompress(body, "gzip" if gzipped else "identity", MAX_OBJECT_BYTES)
+        return prepare(parse_events(data, max_events=None), self._rules)
+
     def count_ingest(self, prepared: Prepared, inserted: int) -> None:
         """Add an accepted request to the counters (call on the event loop)."""
         s = self.stats
         s.ingest_requests += 1
+        s.events_accepted += prepared.acknowledged
+        s.duplicates += len(prepared.rows) - inserted
+        s.filtered += prepared.filtered
+
+    def count_object(self, prepared: Prepared, inserted: int | None) -> None:
+        """Add a processed S3 object to the counters (inserted None: rejected; on the loop)."""
+        s = self.stats
+        if inserted is None:
+            s.s3_objects_rejected += 1
+            return
+        s.s3_objects_ingested += 1
         s.events_accepted += prepared.acknowledged
         s.duplicates += len(prepared.rows) - inserted
         s.filtered += prepared.filtered
@@ -87,6 +105,8 @@ class EmulatorState:
             "filtered": s.filtered,
             "records_stored": self.store.records_stored,
             "ingest_requests": s.ingest_requests,
+            "s3_objects_ingested": s.s3_objects_ingested,
+            "s3_objects_rejected": s.s3_objects_rejected,
         }
 
 

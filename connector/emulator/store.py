@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS meters (
     meter_api_name TEXT NOT NULL UNIQUE,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS s3_objects (
+    key TEXT PRIMARY KEY,
+    etag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    processed_at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS filtering_rules (
     seq INTEGER PRIMARY KEY,
     rule_id TEXT NOT NULL UNIQUE,
@@ -191,8 +198,8 @@ class Store:
         finally:
             self._lock.release()
 
-    def _insert(self, rows: Sequence[RecordRow]) -> int:
-        if not rows:
+    def _insert(self, rows: Sequence[RecordRow], s3_object: tuple[Any, ...] | None = None) -> int:
+        if not rows and s3_object is None:
             return 0
         before = self._db.total_changes
         self._db.execute("BEGIN IMMEDIATE")
@@ -202,13 +209,37 @@ class Store:
                 part = rows[start : start + _CHUNK]
                 params = [now, *chain.from_iterable(part)]
                 self._db.execute(_insert_sql(len(part)), params)
+            inserted = self._db.total_changes - before
+            if s3_object is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO s3_objects (key, etag, status, records,"
+                    " processed_at_ms) VALUES (?, ?, ?, ?, ?)",
+                    (*s3_object, now),
+                )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-        inserted = self._db.total_changes - before
         self._records_stored += inserted
         return inserted
+
+    # -- objects of the S3 intake ---------------------------------------------------------
+
+    def s3_objects(self) -> dict[str, str]:
+        """Every S3 object the intake has processed (ingested or rejected): key → ETag."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, etag FROM s3_objects").fetchall())
+
+    def ingest_s3_object(self, key: str, etag: str, rows: Sequence[RecordRow]) -> int:
+        """Insert an object's rows and remember the object as ingested, in one transaction
+        (so a restart neither loses nor repeats it); returns how many rows were new."""
+        with self._lock:
+            return self._insert(rows, (key, etag, "ingested", len(rows)))
+
+    def reject_s3_object(self, key: str, etag: str) -> None:
+        """Remember the object as rejected (its failure report is written)."""
+        with self._lock:
+            self._insert((), (key, etag, "rejected", 0))
 
     def usage_rows(
         self, meter_api_name: str | None, start_ms: int, end_ms: int

@@ -247,6 +247,8 @@ class TestControls:
             "filtered",
             "records_stored",
             "ingest_requests",
+            "s3_objects_ingested",
+            "s3_objects_rejected",
         }
         assert all(isinstance(k, str) and isinstance(v, int) for k, v in stats["requests"].items())
         assert all(isinstance(stats[k], int) for k in stats if k != "requests")
