@@ -198,6 +198,23 @@ class LogSettings(_Section):
         return value
 
 
+class ReconcileSettings(_Section):
+    slack_s: int = Field(
+        3600,
+        ge=0,
+        le=30 * 86400,
+        description="`reconcile` starts reading each partition at the first record whose Kafka "
+        "timestamp is this many seconds before --from (event times and record times differ).",
+    )
+    retry_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="`reconcile` retries Amberflo's usage API (429, 5xx, unreachable) with the "
+        "sink's backoff for this long, then gives up with exit code 3.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the tree. See ``docs/configuration.md`` for every key."""
 
@@ -220,6 +237,7 @@ class Settings(BaseSettings):
         "records to meter events; YAML, or JSON in the environment. Syntax and examples: "
         "docs/mappings.md. A topic no entry names is read as native.",
     )
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)  # type: ignore[arg-type]
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )

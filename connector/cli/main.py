@@ -12,7 +12,7 @@ import sys
 import click
 
 from connector import __version__
-from connector.cli import config, demo, dlq, emulator, registry, run
+from connector.cli import config, demo, dlq, emulator, reconcile, registry, run
 from connector.errors import ConnectorError, FatalError
 
 
@@ -41,6 +41,7 @@ for command in (
     config.config,
     dlq.dlq,
     registry.schema_registry,
+    reconcile.reconcile,
 ):
     cli.add_command(command)
 

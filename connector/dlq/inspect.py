@@ -332,7 +332,7 @@ def scan(
                 if err.code() == KafkaError._PARTITION_EOF:
                     at_end.add((str(msg.topic()), int(msg.partition() or 0)))
                     continue
-                raise FatalError(f"reading the dead-letter topic failed: {err.str()}")
+                raise FatalError(f"reading {msg.topic()} failed: {err.str()}")
             got = True
             yield msg
         now = time.monotonic()

@@ -1,0 +1,292 @@
+"""`amberflo-connector reconcile` against the real broker, the real emulator and the real
+connector: one pipeline run (module fixture) shared by every check.
+
+The run leaves: 360 records over three hours for three customers (one re-produced with its
+own uniqueId: a duplicate Amberflo discards), two poison records on the DLQ, and, after the
+connector stopped, ten records past the committed offset ("in flight") of which four were
+delivered anyway (as a connector that delivered but did not commit yet would have).
+"""
+
+from __future__ import annotations
+
+import http.server
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connector.embedded import free_port
+from tests.conftest import Emulator
+from tests.integration.failure_harness import QUICK_GROUP, produce_raw
+from tests.integration.harness import ConnectorProcess, Emu, committed, connector_env, wait_until
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+HOUR = 3_600_000
+RECORDS = 360  # one every 30 s for three hours
+CUSTOMERS = 3
+IN_FLIGHT = 10
+DELIVERED_IN_FLIGHT = 4
+WINDOW = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T03:00:00Z", "--wait", "0.5"]
+
+
+@dataclass
+class Run:
+    topic: str
+    group: str
+    meter: str
+    env: dict[str, str]
+    emu: Emu
+
+    def cell_customer(self, i: int) -> str:
+        return f"{self.meter}-c{i}"
+
+    def reconcile(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "connector", "reconcile", *WINDOW, *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def report(self, *args: str) -> tuple[int, dict[str, Any]]:
+        done = self.reconcile("--json", *args)
+        assert done.returncode in (0, 1), done.stderr
+        return done.returncode, orjson.loads(done.stdout)
+
+
+def _record(meter: str, i: int, **extra: Any) -> dict[str, Any]:
+    time_ms = T0 + i * 30_000
+    value = {
+        "customerId": f"{meter}-c{i % CUSTOMERS}",
+        "meterApiName": meter,
+        "meterValue": (i % 5) + 1,
+        "meterTimeInMillis": time_ms,
+        **extra,
+    }
+    return {"key": str(i).encode(), "value": orjson.dumps(value), "timestamp": time_ms + 50}
+
+
+@pytest.fixture(scope="module")
+def run(
+    kafka_broker: str, amberflo_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    meter = f"rec-{uuid.uuid4().hex[:8]}"
+    topic, group = f"usage-{meter}", f"g-{meter}"
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+    admin.create_topics([NewTopic(topic, num_partitions=2)])[topic].result(10)
+    emu = Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
+    env = connector_env(
+        kafka_broker,
+        topic,
+        amberflo_emulator.base_url,
+        amberflo_emulator.api_key,
+        group,
+        CONNECTOR_KAFKA__CONSUMER=QUICK_GROUP,
+    )
+    records = [_record(meter, i) for i in range(RECORDS)]
+    records[7] = _record(meter, 7, uniqueId="own-id-7")
+    poison_time = T0 + HOUR + 1
+    records += [
+        records[7],  # the same record again: Amberflo keeps one
+        {"key": b"p1", "value": b"not json {", "timestamp": poison_time},
+        {"key": b"p2", "value": orjson.dumps({"meterApiName": meter}), "timestamp": poison_time},
+    ]
+    produce_raw(kafka_broker, topic, records)
+    proc = ConnectorProcess(env, tmp_path_factory.mktemp("reconcile") / "connector.log")
+    try:
+        wait_until(
+            lambda: sum(committed(kafka_broker, group, topic, 2).values()) == len(records),
+            60,
+            "every record committed",
+        )
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.close()
+    late = [
+        _record(meter, 120 + i, customerId=f"{meter}-late", uniqueId=f"late-{i}")
+        for i in range(IN_FLIGHT)
+    ]
+    produce_raw(kafka_broker, topic, late)
+    delivered = [orjson.loads(r["value"]) for r in late[:DELIVERED_IN_FLIGHT]]
+    emu.s.post(f"{emu.base_url}/ingest", json=delivered, timeout=10).raise_for_status()
+    yield Run(topic, group, meter, env, emu)
+
+
+def _lines(out: str, cause: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.endswith(cause)]
+
+
+def test_clean_run_matches_and_in_flight_is_explained(run: Run) -> None:
+    code, doc = run.report()
+    assert code == 0 and doc["ok"], doc
+    summary = doc["summary"]
+    assert summary["cells_checked"] == CUSTOMERS * 3 + 1
+    assert summary["cells_matching"] == CUSTOMERS * 3
+    assert summary["cells_mismatched"] == 0 and summary["records_unaccounted"] == 0
+    assert summary["records_dead_lettered"] == {"decode": 1, "transform": 1}
+    assert summary["records_in_flight"] == IN_FLIGHT
+    assert summary["events_checked"] == RECORDS + IN_FLIGHT
+    assert summary["duplicate_events"] == 1
+    (late,) = doc["cells"]
+    assert late["customerId"] == f"{run.meter}-late" and late["cause"] == "in flight"
+    assert late["bucket"] == "2026-01-01T01:00:00Z" and late["status"] == "explained"
+    assert late["committed"] == {"sum": 0, "count": 0}
+    assert late["amberflo"]["count"] == DELIVERED_IN_FLIGHT
+    assert late["expected"]["count"] == IN_FLIGHT
+
+    text = run.reconcile()
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1].startswith("reconcile OK: 10 cells checked, 9 matching")
+    (line,) = _lines(text.stdout, "in flight")
+    assert line[:3] == [run.meter, f"{run.meter}-late", "2026-01-01T01:00:00Z"]
+
+
+def test_usage_ingested_behind_the_connectors_back_is_extra(run: Run) -> None:
+    customer = run.cell_customer(1)
+    extra = {
+        "customerId": customer,
+        "meterApiName": run.meter,
+        "meterValue": 7,
+        "meterTimeInMillis": T0 + 2 * HOUR + 5_000,
+        "uniqueId": f"extra-{uuid.uuid4().hex}",
+    }
+    run.emu.s.post(f"{run.emu.base_url}/ingest", json=[extra], timeout=10).raise_for_status()
+    try:
+        done = run.reconcile()
+    finally:
+        run.emu.s.delete(
+            f"{run.emu.base_url}/_emulator/records",
+            params={"uniqueId": extra["uniqueId"]},
+            timeout=10,
+        ).raise_for_status()
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = _lines(done.stdout, "extra")
+    assert line[:3] == [run.meter, customer, "2026-01-01T02:00:00Z"]
+    expected, in_amberflo, difference = line[3:6]
+    assert float(in_amberflo) - float(expected) == 7 and difference == "+7"
+    assert len(_lines(done.stdout, "missing")) == 0
+    assert done.stdout.splitlines()[-1].startswith("reconcile MISMATCH:")
+    assert "1 mismatched" in done.stdout.splitlines()[-1]
+
+
+def test_usage_removed_from_amberflo_is_missing(run: Run) -> None:
+    customer = run.cell_customer(2)
+    hour = {"startTimeInMillis": T0 + HOUR, "endTimeInMillis": T0 + 2 * HOUR}
+    stored = run.emu.s.get(
+        f"{run.emu.base_url}/_emulator/records",
+        params={"customerId": customer, "meterApiName": run.meter, "limit": 10_000},
+        timeout=10,
+    ).json()["records"]
+    gone = [
+        r
+        for r in stored
+        if hour["startTimeInMillis"] <= r["meterTimeInMillis"] < hour["endTimeInMillis"]
+    ]
+    assert gone
+    deleted = run.emu.s.delete(
+        f"{run.emu.base_url}/_emulator/records",
+        params={"customerId": customer, "meterApiName": run.meter, **hour},
+        timeout=10,
+    ).json()["deleted"]
+    assert deleted == len(gone)
+    try:
+        code, doc = run.report()
+    finally:
+        keys = ("customerId", "meterApiName", "meterValue", "meterTimeInMillis", "uniqueId")
+        back = [{k: r[k] for k in keys} for r in gone]
+        run.emu.s.post(f"{run.emu.base_url}/ingest", json=back, timeout=10).raise_for_status()
+    assert code == 1 and not doc["ok"]
+    (missing,) = [c for c in doc["cells"] if c["status"] == "mismatch"]
+    assert (missing["customerId"], missing["bucket"], missing["cause"]) == (
+        customer,
+        "2026-01-01T01:00:00Z",
+        "missing",
+    )
+    assert missing["amberflo"] == {"sum": 0, "count": 0}
+    assert missing["difference"] == -sum(r["meterValue"] for r in gone)
+    assert doc["summary"]["cells_mismatched"] == 1
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, bytes]]
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_PUT = _record
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+    """A real HTTP server on a free port recording every request it receives."""
+    seen: list[tuple[str, str, bytes]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _metrics(body: bytes) -> dict[str, float]:
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_pushgateway_gets_the_outcome(
+    run: Run, pushgateway: tuple[str, list[tuple[str, str, bytes]]]
+) -> None:
+    url, seen = pushgateway
+    done = run.reconcile("--pushgateway", url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ((method, path, body),) = seen
+    assert method == "POST"
+    assert path == f"/metrics/job/amberflo_connector_reconcile/group/{run.group}"
+    metrics = _metrics(body)
+    assert metrics["amberflo_connector_reconcile_mismatched_cells"] == 0
+    assert metrics["amberflo_connector_reconcile_checked_cells"] == CUSTOMERS * 3 + 1
+    assert metrics["amberflo_connector_reconcile_last_success_timestamp"] > 1.7e9
+
+
+def test_usage_and_config_errors_exit_2_and_unreachable_amberflo_exits_3(run: Run) -> None:
+    backwards = run.reconcile("--from", "2026-01-02T00:00:00Z")
+    assert backwards.returncode == 2 and "span no whole hour" in backwards.stderr
+    wrong_group = run.reconcile(CONNECTOR_KAFKA__GROUP_ID="not-the-connector")
+    assert wrong_group.returncode == 2
+    assert wrong_group.stderr.strip().splitlines() == [
+        f"amberflo-connector: CONNECTOR_KAFKA__GROUP_ID: group 'not-the-connector' has "
+        f"committed no offset on {run.topic}; is it the connector's group?"
+    ]
+    closed = f"http://127.0.0.1:{free_port()}"
+    down = run.reconcile(
+        CONNECTOR_AMBERFLO__BASE_URL=closed, CONNECTOR_RECONCILE__RETRY_TIMEOUT_S="0.5"
+    )
+    assert down.returncode == 3 and "Traceback" not in down.stderr
+    line = down.stderr.strip().splitlines()[-1]  # after the retries' warnings
+    assert (
+        line.startswith("amberflo-connector: Amberflo usage query kept failing") and closed in line
+    )
+    assert "CONNECTOR_RECONCILE__RETRY_TIMEOUT_S" in line
