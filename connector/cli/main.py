@@ -12,7 +12,7 @@ import sys
 import click
 
 from connector import __version__
-from connector.cli import config, demo, dlq, emulator, reconcile, registry, run
+from connector.cli import config, demo, dlq, emulator, mappings, reconcile, registry, run
 from connector.errors import ConnectorError, FatalError
 
 
@@ -42,6 +42,7 @@ for command in (
     dlq.dlq,
     registry.schema_registry,
     reconcile.reconcile,
+    mappings.mappings,
 ):
     cli.add_command(command)
 
