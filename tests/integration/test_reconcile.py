@@ -4,7 +4,9 @@ connector: one pipeline run (module fixture) shared by every check.
 The run leaves: 360 records over three hours for three customers (one re-produced with its
 own uniqueId: a duplicate Amberflo discards), two poison records on the DLQ, and, after the
 connector stopped, ten records past the committed offset ("in flight") of which four were
-delivered anyway (as a connector that delivered but did not commit yet would have).
+delivered anyway (as a connector that delivered but did not commit yet would have).  A second
+topic is read through a `json` mapping (rules, a filter): 60 records in the first hour for two
+customers, ten of them filtered out, and one that breaks the rules (on the DLQ).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ RECORDS = 360  # one every 30 s for three hours
 CUSTOMERS = 3
 IN_FLIGHT = 10
 DELIVERED_IN_FLIGHT = 4
+MAPPED = 60  # one a minute in the first hour
+FILTERED = MAPPED // 6
 WINDOW = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T03:00:00Z", "--wait", "0.5"]
 
 
@@ -42,6 +46,7 @@ class Run:
     topic: str
     group: str
     meter: str
+    mapped_meter: str
     env: dict[str, str]
     emu: Emu
 
@@ -75,22 +80,49 @@ def _record(meter: str, i: int, **extra: Any) -> dict[str, Any]:
     return {"key": str(i).encode(), "value": orjson.dumps(value), "timestamp": time_ms + 50}
 
 
+def _mapped_record(i: int, meter: str) -> dict[str, Any]:
+    time_ms = T0 + i * 60_000
+    value = {
+        "account": {"id": f"{meter}-a{i % 2}"},
+        "usage": {"units": (i % 3) + 1},
+        "at": time_ms // 1000,
+        "region": "test" if i % 6 == 0 else "eu",
+    }
+    return {"key": str(i).encode(), "value": orjson.dumps(value), "timestamp": time_ms + 50}
+
+
+def _mapping(topic: str, meter: str) -> dict[str, Any]:
+    return {
+        "topics": [topic],
+        "format": "json",
+        "meter": meter,
+        "customer_id": {"path": "account.id"},
+        "value": {"path": "usage.units"},
+        "time": {"path": "at", "unit": "s"},
+        "dimensions": {"region": {"path": "region"}},
+        "filters": [{"dimension": "region", "values": ["test"], "action": "EXCLUDE"}],
+    }
+
+
 @pytest.fixture(scope="module")
 def run(
     kafka_broker: str, amberflo_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     meter = f"rec-{uuid.uuid4().hex[:8]}"
-    topic, group = f"usage-{meter}", f"g-{meter}"
+    mapped_meter = f"{meter}-mapped"
+    topic, mapped, group = f"usage-{meter}", f"mapped-{meter}", f"g-{meter}"
     admin = AdminClient({"bootstrap.servers": kafka_broker})
-    admin.create_topics([NewTopic(topic, num_partitions=2)])[topic].result(10)
+    for name in (topic, mapped):
+        admin.create_topics([NewTopic(name, num_partitions=2)])[name].result(10)
     emu = Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
     env = connector_env(
         kafka_broker,
-        topic,
+        f"{topic},{mapped}",
         amberflo_emulator.base_url,
         amberflo_emulator.api_key,
         group,
         CONNECTOR_KAFKA__CONSUMER=QUICK_GROUP,
+        CONNECTOR_MAPPINGS=orjson.dumps([_mapping(mapped, mapped_meter)]).decode(),
     )
     records = [_record(meter, i) for i in range(RECORDS)]
     records[7] = _record(meter, 7, uniqueId="own-id-7")
@@ -101,10 +133,17 @@ def run(
         {"key": b"p2", "value": orjson.dumps({"meterApiName": meter}), "timestamp": poison_time},
     ]
     produce_raw(kafka_broker, topic, records)
+    broken = {"usage": {"units": 1}, "at": T0 // 1000}  # no account.id
+    mapped_records = [_mapped_record(i, mapped_meter) for i in range(MAPPED)]
+    mapped_records.append({"key": b"b", "value": orjson.dumps(broken), "timestamp": T0 + 1})
+    produce_raw(kafka_broker, mapped, mapped_records)
     proc = ConnectorProcess(env, tmp_path_factory.mktemp("reconcile") / "connector.log")
     try:
         wait_until(
-            lambda: sum(committed(kafka_broker, group, topic, 2).values()) == len(records),
+            lambda: (
+                sum(committed(kafka_broker, group, topic, 2).values()) == len(records)
+                and sum(committed(kafka_broker, group, mapped, 2).values()) == len(mapped_records)
+            ),
             60,
             "every record committed",
         )
@@ -119,23 +158,29 @@ def run(
     produce_raw(kafka_broker, topic, late)
     delivered = [orjson.loads(r["value"]) for r in late[:DELIVERED_IN_FLIGHT]]
     emu.s.post(f"{emu.base_url}/ingest", json=delivered, timeout=10).raise_for_status()
-    yield Run(topic, group, meter, env, emu)
+    yield Run(topic, group, meter, mapped_meter, env, emu)
 
 
 def _lines(out: str, cause: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines() if line.endswith(cause)]
 
 
-def test_clean_run_matches_and_in_flight_is_explained(run: Run) -> None:
+CELLS = CUSTOMERS * 3 + 1 + 2  # native: 3 customers × 3 hours, the in-flight one; mapped: 2
+
+
+def test_clean_run_matches_and_in_flight_dead_lettered_and_filtered_are_accounted(
+    run: Run,
+) -> None:
     code, doc = run.report()
     assert code == 0 and doc["ok"], doc
     summary = doc["summary"]
-    assert summary["cells_checked"] == CUSTOMERS * 3 + 1
-    assert summary["cells_matching"] == CUSTOMERS * 3
+    assert summary["cells_checked"] == CELLS
+    assert summary["cells_matching"] == CELLS - 1
     assert summary["cells_mismatched"] == 0 and summary["records_unaccounted"] == 0
-    assert summary["records_dead_lettered"] == {"decode": 1, "transform": 1}
+    assert summary["records_dead_lettered"] == {"decode": 1, "transform": 2}
+    assert summary["records_filtered"] == FILTERED
     assert summary["records_in_flight"] == IN_FLIGHT
-    assert summary["events_checked"] == RECORDS + IN_FLIGHT
+    assert summary["events_checked"] == RECORDS + IN_FLIGHT + MAPPED - FILTERED
     assert summary["duplicate_events"] == 1
     (late,) = doc["cells"]
     assert late["customerId"] == f"{run.meter}-late" and late["cause"] == "in flight"
@@ -146,9 +191,21 @@ def test_clean_run_matches_and_in_flight_is_explained(run: Run) -> None:
 
     text = run.reconcile()
     assert text.returncode == 0, text.stdout + text.stderr
-    assert text.stdout.splitlines()[-1].startswith("reconcile OK: 10 cells checked, 9 matching")
+    summary_line = text.stdout.splitlines()[-1]
+    assert summary_line.startswith(f"reconcile OK: {CELLS} cells checked, {CELLS - 1} matching")
     (line,) = _lines(text.stdout, "in flight")
     assert line[:3] == [run.meter, f"{run.meter}-late", "2026-01-01T01:00:00Z"]
+
+
+def test_the_mapped_topic_alone_and_one_meter(run: Run) -> None:
+    code, doc = run.report("--topic", f"mapped-{run.meter}", "--meter", run.mapped_meter)
+    assert code == 0, doc
+    summary = doc["summary"]
+    assert (summary["cells_checked"], summary["cells_matching"]) == (2, 2)
+    assert summary["events_checked"] == MAPPED - FILTERED
+    assert summary["records_filtered"] == FILTERED
+    assert summary["records_dead_lettered"] == {"transform": 1}
+    assert doc["topics"] == [f"mapped-{run.meter}"]
 
 
 def test_usage_ingested_behind_the_connectors_back_is_extra(run: Run) -> None:
@@ -267,7 +324,7 @@ def test_pushgateway_gets_the_outcome(
     assert path == f"/metrics/job/amberflo_connector_reconcile/group/{run.group}"
     metrics = _metrics(body)
     assert metrics["amberflo_connector_reconcile_mismatched_cells"] == 0
-    assert metrics["amberflo_connector_reconcile_checked_cells"] == CUSTOMERS * 3 + 1
+    assert metrics["amberflo_connector_reconcile_checked_cells"] == CELLS
     assert metrics["amberflo_connector_reconcile_last_success_timestamp"] > 1.7e9
 
 
@@ -278,7 +335,7 @@ def test_usage_and_config_errors_exit_2_and_unreachable_amberflo_exits_3(run: Ru
     assert wrong_group.returncode == 2
     assert wrong_group.stderr.strip().splitlines() == [
         f"amberflo-connector: CONNECTOR_KAFKA__GROUP_ID: group 'not-the-connector' has "
-        f"committed no offset on {run.topic}; is it the connector's group?"
+        f"committed no offset on {run.topic}, mapped-{run.meter}; is it the connector's group?"
     ]
     closed = f"http://127.0.0.1:{free_port()}"
     down = run.reconcile(
