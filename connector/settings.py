@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -35,6 +36,7 @@ from connector.formats.config import Mapping
 
 ENV_PREFIX = "CONNECTOR_"
 CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
+NO_TOPICS = "<not used by this command>"
 LibrdkafkaValue = str | int | float | bool
 
 
@@ -165,6 +167,57 @@ class TransformSettings(_Section):
     )
 
 
+class MeterDefinition(BaseModel):
+    """One meter definition for ``meters sync``, in Amberflo's field names (camelCase; the
+    snake_case spellings work too).  A field left out is not managed: a new meter gets
+    Amberflo's default for it and an existing meter keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    meter_api_name: str = Field(min_length=1, description="The meter's API name (its key).")
+    label: str | None = Field(None, min_length=1, description="Display name.")
+    meter_type: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z][A-Za-z_]*$",
+        description="Aggregation type as Amberflo names it, e.g. sum_of_all_usage (lower-cased).",
+    )
+    dimensions: list[str] | None = Field(None, description="Dimension names.")
+    description: str | None = None
+
+    @field_validator("meter_type")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+
+class MetersSettings(_Section):
+    """``meters:`` in a config file is either this mapping or just the definitions list."""
+
+    definitions: list[MeterDefinition] = Field(
+        default_factory=list,
+        description="Meter definitions that 'meters sync' creates or updates in Amberflo: a "
+        "list of {meterApiName, label, meterType, dimensions, description}. In a config file "
+        "'meters:' may hold this list directly.",
+    )
+    sync_on_start: bool = Field(
+        False, description="run syncs the meter definitions before it consumes anything."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_shorthand(cls, value: Any) -> Any:
+        return {"definitions": value} if isinstance(value, list) else value
+
+    @field_validator("definitions")
+    @classmethod
+    def _unique_names(cls, value: list[MeterDefinition]) -> list[MeterDefinition]:
+        names = [m.meter_api_name for m in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"meterApiName {', '.join(map(repr, twice))} is defined twice")
+        return value
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -238,6 +291,7 @@ class Settings(BaseSettings):
         "docs/mappings.md. A topic no entry names is read as native.",
     )
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)  # type: ignore[arg-type]
+    meters: MetersSettings = Field(default_factory=MetersSettings)  # type: ignore[arg-type]
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )
@@ -282,7 +336,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls, cls._yaml_file))
+        yaml_source = _YamlSource(settings_cls, cls._yaml_file)
+        return (init_settings, env_settings, _Shorthands(yaml_source))
 
     @property
     def unique_id_namespace(self) -> uuid.UUID:
@@ -322,6 +377,25 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+class _Shorthands(PydanticBaseSettingsSource):
+    """A config file's shorthands expanded before the sources are merged: ``meters: [...]``
+    becomes ``meters: {definitions: [...]}``, so ``CONNECTOR_METERS__SYNC_ON_START`` merges
+    into it instead of replacing the list."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._inner()
+        if isinstance(data.get("meters"), list):
+            data = {**data, "meters": {"definitions": data["meters"]}}
+        return data
+
+
 def env_name(loc: tuple[int | str, ...]) -> str:
     """The environment variable that sets the field at ``loc``; inside ``mappings`` (a YAML
     list) the key as written in the file, e.g. ``mappings[0].customer_id.path``."""
@@ -330,6 +404,8 @@ def env_name(loc: tuple[int | str, ...]) -> str:
         for part in loc[1:]:
             text += f"[{part}]" if isinstance(part, int) else f".{part}"
         return text
+    if len(loc) > 2 and loc[:2] == ("meters", "definitions"):  # the file's meters: [...] list
+        return f"meters[{loc[2]}]" + "".join(f".{part}" for part in loc[3:])
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
@@ -408,10 +484,19 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return lines
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Load and validate. Raises ``ConfigError`` whose message has one line per problem."""
+def load_settings(
+    config_file: Path | str | None = None, *, for_run: bool = True, **overrides: Any
+) -> Settings:
+    """Load and validate. Raises ``ConfigError`` whose message has one line per problem.
+
+    ``for_run=False`` is for commands that never touch Kafka (meters, customers, usage): the
+    source topics are then not required (a placeholder stands in; the command must not read
+    them).
+    """
     path = config_file or os.environ.get(CONFIG_FILE_ENV) or None
     Settings._yaml_file = Path(path) if path else None
+    if not for_run:
+        overrides.setdefault("kafka", {"topics": [NO_TOPICS]})
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -53,6 +53,10 @@ FULL_VALUES: dict[str, Any] = {
     "amberflo": {"apiKey": {"existingSecret": "amberflo-prod", "secretKey": "key"}},
     "sink": {"retryTimeoutS": 3600},
     "dlq": {"topic": "usage-dead-letters", "headerStyle": "connect"},
+    "meters": {
+        "syncOnStart": True,
+        "definitions": [{"meterApiName": "api-calls", "label": "API calls", "dimensions": ["r"]}],
+    },
     "extraConfig": {"kafka": {"poll_batch": 5000}, "transform": {"unique_id_namespace": "x"}},
     "extraEnv": [{"name": "CONNECTOR_SINK__BATCH_SIZE", "value": "1000"}],
     "logLevels": {"connector.sink": "DEBUG"},
@@ -398,6 +402,8 @@ def test_rendered_config_file_loads_with_connector_settings(
         )
         assert settings.sink.batch_size == 1000  # extraEnv overrides the file
         assert settings.sink.retry_timeout_s == 3600
+        assert settings.meters.sync_on_start is True
+        assert [m.label for m in settings.meters.definitions] == ["API calls"]
         assert settings.dlq.topic == "usage-dead-letters"
         assert settings.dlq.header_style == "connect"
         assert settings.transform.unique_id_namespace == "x"

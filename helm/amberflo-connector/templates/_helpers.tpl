@@ -127,6 +127,7 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "amberflo" $amberflo
     "sink" $sink
     "dlq" $dlq
+    "meters" (dict "sync_on_start" .Values.meters.syncOnStart "definitions" .Values.meters.definitions)
     "log" (dict "level" .Values.logLevel "format" .Values.logFormat "levels" .Values.logLevels) }}
 {{- $merged := mustMergeOverwrite (deepCopy $config) (deepCopy .Values.extraConfig) }}
 {{- toYaml $merged }}
