@@ -12,7 +12,19 @@ import sys
 import click
 
 from connector import __version__
-from connector.cli import config, demo, dlq, emulator, mappings, reconcile, registry, run
+from connector.cli import (
+    config,
+    customers,
+    demo,
+    dlq,
+    emulator,
+    mappings,
+    meters,
+    reconcile,
+    registry,
+    run,
+    usage,
+)
 from connector.errors import ConnectorError, FatalError
 
 
@@ -43,6 +55,9 @@ for command in (
     registry.schema_registry,
     reconcile.reconcile,
     mappings.mappings,
+    meters.meters,
+    customers.customers,
+    usage.usage,
 ):
     cli.add_command(command)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from connector.errors import ConfigError
+
 if TYPE_CHECKING:
-    from connector.settings import LogSettings
+    from connector.amberflo import AmberfloClient
+    from connector.settings import LogSettings, Settings
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -42,7 +45,9 @@ WAIT_OPTION = click.option(
 )
 
 
-def time_option(name: str, text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def time_option(
+    name: str, text: str, dest: str | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
         from connector.dlq.inspect import parse_time
 
@@ -53,7 +58,8 @@ def time_option(name: str, text: str) -> Callable[[Callable[..., None]], Callabl
         except ValueError as exc:
             raise click.BadParameter("give epoch milliseconds or an ISO-8601 time") from exc
 
-    return click.option(name, default=None, metavar="TS", callback=parse, help=text)
+    decls = (name, dest) if dest else (name,)
+    return click.option(*decls, default=None, metavar="TS", callback=parse, help=text)
 
 
 def configure_logging(log: LogSettings) -> None:
@@ -69,3 +75,39 @@ def configure_logging(log: LogSettings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name, level in log.levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+COMMAND_RETRY_TIMEOUT_S = 30.0
+"""How long the Amberflo commands retry when CONNECTOR_SINK__RETRY_TIMEOUT_S is unset."""
+
+API_EXIT_CODES = """\b
+Exit codes: 0 done; 1 Amberflo refused the request (bad API key, bad request) or stayed
+unreachable; 2 bad configuration or options; 3 not found (where a command says so).
+Transient failures (429, 5xx, timeouts, refused connections) are retried with the sink's
+backoff (CONNECTOR_SINK__RETRY_*) for up to CONNECTOR_SINK__RETRY_TIMEOUT_S, 30 s when unset."""
+
+
+def api_settings(config_file: str | None) -> Settings:
+    """Settings for the commands that only talk to Amberflo (meters, customers, usage): no
+    Kafka key is required, the API key is."""
+    from connector.settings import load_settings
+
+    settings = load_settings(config_file, for_run=False)
+    if not settings.amberflo.api_key.get_secret_value():
+        raise ConfigError("CONNECTOR_AMBERFLO__API_KEY: is required")
+    configure_logging(settings.log)
+    return settings
+
+
+def api_client(settings: Settings) -> AmberfloClient:
+    """The typed client with the sink's backoff, bounded for a command someone waits on."""
+    from connector.amberflo import AmberfloClient
+
+    timeout = settings.sink.retry_timeout_s or COMMAND_RETRY_TIMEOUT_S
+    return AmberfloClient.from_settings(settings, retry_timeout_s=timeout)
+
+
+def print_json(doc: Any) -> None:
+    import orjson
+
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from connector.cli.options import CONFIG_OPTION, configure_logging
 from connector.errors import FatalError
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+
+log = logging.getLogger("connector.meters")
 
 
 @click.command()
@@ -31,6 +39,9 @@ def run(config_file: str | None, workers: int) -> None:
 
     settings = load_settings(config_file)
     configure_logging(settings.log)
+    if settings.meters.sync_on_start:
+        _sync_meters(settings)
+        os.environ["CONNECTOR_METERS__SYNC_ON_START"] = "false"  # --workers: done once, here
     if workers > 1:
         from connector.pipeline.supervisor import supervise
 
@@ -49,3 +60,18 @@ def run(config_file: str | None, workers: int) -> None:
     worker = Worker(settings)
     worker.install_signal_handlers()
     worker.run()
+
+
+def _sync_meters(settings: Settings) -> None:
+    """CONNECTOR_METERS__SYNC_ON_START: the ``meters sync`` of the config's definitions before
+    anything is consumed, retried for at most CONNECTOR_KAFKA__STARTUP_TIMEOUT_S."""
+    from connector.amberflo import AmberfloClient
+    from connector.amberflo.meters import summary, sync
+
+    if not settings.meters.definitions:
+        log.warning("CONNECTOR_METERS__SYNC_ON_START is set but no meter is defined")
+        return
+    timeout = settings.kafka.startup_timeout_s
+    with AmberfloClient.from_settings(settings, retry_timeout_s=timeout) as client:
+        changes = sync(client, settings.meters.definitions, dry_run=False)
+    log.info("meters sync: %s", summary(changes, dry_run=False))
