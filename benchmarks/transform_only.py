@@ -51,6 +51,8 @@ def run(bootstrap: str, topic: str, messages: list[Message], poll_batch: int = 2
         metrics_port=0,
     )
     worker = Worker(settings)
+    for partition in {m.partition() for m in messages}:  # as on_assign would
+        worker.checkpoint.assign(topic, partition)
     dropped = 0
 
     def flush() -> None:

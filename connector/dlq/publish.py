@@ -1,9 +1,11 @@
 """The dead-letter topic: publishing (here), inspecting (``inspect``) and replaying (``replay``).
 
-Contract: ``DeadLetterPublisher.publish(letter, on_ack)`` calls ``on_ack()`` only after the
-broker acknowledged the dead letter (acks=all, idempotent producer).  A failed delivery is
-produced again after a pause; the record stays pending meanwhile, so its offset is never
-committed before its dead letter is safe.
+Contract: ``DeadLetterPublisher.publish(letter, on_ack, wanted)`` calls ``on_ack()`` only
+after the broker acknowledged the dead letter (acks=all, idempotent producer).  A failed
+delivery is produced again after a pause while ``wanted()`` holds; the record stays pending
+meanwhile, so its offset is never committed before its dead letter is safe.  Once its partition
+is revoked (``wanted()`` false) a failed dead letter is dropped: the partition's new owner
+reads the record again and dead-letters it itself.
 
 A dead letter keeps the original key, value, headers and timestamp unchanged and adds the
 error/source headers of the configured style (``amberflo`` or Kafka Connect's ``connect``).
@@ -150,10 +152,15 @@ class DeadLetterPublisher:
         }
         self._producer = Producer(conf)
         self._known: set[str] = set()
-        self._retry: list[tuple[float, DeadLetter, Callable[[], None]]] = []
+        self._retry: list[tuple[float, DeadLetter, Callable[[], None], Callable[[], bool]]] = []
         self.in_flight = 0
 
-    def publish(self, letter: DeadLetter, on_ack: Callable[[], None]) -> None:
+    def publish(
+        self,
+        letter: DeadLetter,
+        on_ack: Callable[[], None],
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Hand a dead letter to the producer (creating its topic when missing)."""
         topic = self._settings.dlq_topic_for(letter.record.topic)
         if topic not in self._known:
@@ -175,7 +182,7 @@ class DeadLetterPublisher:
                 metrics.DEAD_LETTERS.labels(stage=letter.stage).inc()
                 on_ack()
                 return
-            self._failed(letter, on_ack, err)
+            self._failed(letter, on_ack, wanted, err)
 
         kwargs: dict[str, Any] = {
             "key": r.key,
@@ -195,11 +202,17 @@ class DeadLetterPublisher:
                 err = exc.args[0] if exc.args else None
                 if not isinstance(err, KafkaError):
                     raise
-                self._failed(letter, on_ack, err)
+                self._failed(letter, on_ack, wanted, err)
                 return
         self.in_flight += 1
 
-    def _failed(self, letter: DeadLetter, on_ack: Callable[[], None], err: KafkaError) -> None:
+    def _failed(
+        self,
+        letter: DeadLetter,
+        on_ack: Callable[[], None],
+        wanted: Callable[[], bool],
+        err: KafkaError,
+    ) -> None:
         r = letter.record
         topic = self._settings.dlq_topic_for(r.topic)
         metrics.DEAD_LETTER_FAILURES.inc()
@@ -218,7 +231,7 @@ class DeadLetterPublisher:
             topic,
             err.str(),
         )
-        self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack))
+        self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack, wanted))
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks and re-publish dead letters whose delivery failed."""
@@ -227,8 +240,18 @@ class DeadLetterPublisher:
             now = time.monotonic()
             due = [x for x in self._retry if x[0] <= now]
             self._retry = [x for x in self._retry if x[0] > now]
-            for _, letter, on_ack in due:
-                self.publish(letter, on_ack)
+            for _, letter, on_ack, wanted in due:
+                if wanted():
+                    self.publish(letter, on_ack, wanted)
+                else:
+                    r = letter.record
+                    log.info(
+                        "dropped the unacknowledged dead letter of %s/%d@%d: the partition was "
+                        "revoked, its new owner reads the record again",
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                    )
 
     @property
     def pending(self) -> int:

@@ -72,11 +72,16 @@ class Checkpoint:
         if state is not None:
             state.active = False
 
-    def get(self, topic: str, partition: int) -> PartitionState:
-        state = self.partitions.get((topic, partition))
-        if state is None:  # a record can arrive before on_assign ran for an eager rebalance
-            state = self.assign(topic, partition)
-        return state
+    def get(self, topic: str, partition: int) -> PartitionState | None:
+        """The state of a partition this worker owns now; None for any other partition.
+
+        Records are fetched only after ``on_assign`` and librdkafka drops what it fetched for
+        a partition once it is revoked, so a record of an unowned partition should never
+        reach the worker.  If one does, it must not be tracked: a state created for it could
+        commit an offset for a partition that another worker owns (past records that worker
+        has not finished).  The worker drops such a record; its owner reads it.
+        """
+        return self.partitions.get((topic, partition))
 
     @property
     def pending_records(self) -> int:

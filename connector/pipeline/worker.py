@@ -65,14 +65,27 @@ class _Letter:
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    """One consumer in the group and everything downstream of it.
+
+    ``sink``, ``dlq`` and ``source`` replace the real collaborators (unit tests); a given
+    ``source`` is driven by calling ``_on_assign``/``_on_revoke``/``_on_lost`` directly.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: Sink | None = None,
+        dlq: DeadLetterPublisher | None = None,
+        source: Source | None = None,
+    ) -> None:
         self.settings = settings
         self.stopping = threading.Event()
         self.checkpoint = Checkpoint()
-        self.sink = Sink(settings)
-        self.dlq = DeadLetterPublisher(settings)
+        self.sink = sink or Sink(settings)
+        self.dlq = dlq or DeadLetterPublisher(settings)
         self.mappers = Mappers(settings)
-        self.source = Source(settings, self._on_assign, self._on_revoke, self._on_lost)
+        self.source = source or Source(settings, self._on_assign, self._on_revoke, self._on_lost)
         self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._in_flight = 0
@@ -163,13 +176,12 @@ class Worker:
         state: PartitionState | None = None
         topic: str | None = None
         partition = -1
-        records = 0
+        records = unowned = 0
         for message in messages:
             err = message.error()
             if err is not None:
                 self._consumer_error(err)
                 continue
-            records += 1
             headers = message.headers()
             # Without an error, a message always has its coordinates.
             record = SourceRecord(
@@ -181,15 +193,14 @@ class Worker:
                 message.value(),
                 cast(Headers, tuple(headers)) if headers else (),
             )
-            if (
-                record.partition != partition
-                or record.topic != topic
-                or state is None
-                or mapper is None
-            ):
+            if record.partition != partition or record.topic != topic or mapper is None:
                 topic, partition = record.topic, record.partition
                 state = get_state(topic, partition)
                 mapper = mapper_for(topic)
+            if state is None:  # not ours (see Checkpoint.get): its owner reads it
+                unowned += 1
+                continue
+            records += 1
             try:
                 events = mapper(record)
             except RecordError as exc:
@@ -209,6 +220,8 @@ class Worker:
                     batch = self._batch
         if records:
             metrics.RECORDS.inc(records)
+        if unowned:
+            log.warning("dropped %d records of partitions not assigned to this worker", unowned)
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -239,7 +252,7 @@ class Worker:
             state.done(offset, 1 + entry.extra)
             entry.extra = 0
 
-        self.dlq.publish(letter, on_ack)
+        self.dlq.publish(letter, on_ack, lambda: state.active)
 
     # -- delivery -------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -278,7 +291,8 @@ class Worker:
             for item in result.delivered:
                 item.state.done(item.record.offset)
             for item, error in result.rejected:
-                self._dead_letter(item.record, error, item.state)
+                if item.state.active:  # revoked meanwhile: the new owner processes the record
+                    self._dead_letter(item.record, error, item.state)
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         self._last_commit = time.monotonic()

@@ -86,3 +86,26 @@ def test_a_dead_letter_that_can_never_be_written_stops_the_connector() -> None:
     record = SourceRecord("t", 0, 7, 1000, None, b"x" * 5000, ())
     with pytest.raises(FatalError, match=r"dead letter of t/0@7 .*CONNECTOR_KAFKA__PRODUCER"):
         pub.publish(DeadLetter(record, "sink", "EventRejected", "HTTP 413", 413), lambda: None)
+
+
+def test_a_failed_dead_letter_of_a_revoked_partition_is_not_produced_again() -> None:
+    """Once its partition is revoked (``wanted()`` false) the new owner dead-letters the record:
+    the old owner drops its failed dead letter instead of retrying it."""
+    pub = DeadLetterPublisher(settings(**{"message.timeout.ms": 300, "log_level": 0}))
+    pub.RETRY_PAUSE_S = 0.05
+    pub._known.add("t.dlq")
+    state = Checkpoint().assign("t", 0)
+    state.track(1, 1)
+    record = SourceRecord("t", 0, 1, 1000, b"k", b"not json", ())
+    failures = metrics.DEAD_LETTER_FAILURES._value.get()
+    pub.publish(
+        DeadLetter(record, "decode", "DecodeError", "bad"),
+        lambda: state.done(1),
+        lambda: state.active,
+    )
+    state.active = False  # revoked before the broker answered
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and metrics.DEAD_LETTER_FAILURES._value.get() == failures:
+        pub.poll(0.05)
+    assert pub.flush(1.0) is True  # nothing left to produce
+    assert metrics.DEAD_LETTER_FAILURES._value.get() - failures == 1

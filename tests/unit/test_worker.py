@@ -1,0 +1,217 @@
+"""``Worker`` on the rebalance paths, with the broker, the sink and the DLQ producer replaced by
+in-memory stand-ins: the test drives rebalance callbacks, delivery outcomes and DLQ
+acknowledgements itself, in the orders that are hard to force on a real broker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from connector.errors import EventRejected
+from connector.pipeline.worker import Worker
+from connector.records import DeadLetter
+from connector.settings import Settings
+from connector.sinks.base import Item, Outcome
+
+T0 = 1_767_225_600_000
+
+
+class Msg:
+    """What ``Consumer.consume`` returns, for one record."""
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+        self._coords = (topic, partition, offset)
+        self._value = value
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._coords[0]
+
+    def partition(self) -> int:
+        return self._coords[1]
+
+    def offset(self) -> int:
+        return self._coords[2]
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, T0)
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.paused = False
+        self.commits: list[list[tuple[str, int, int]]] = []
+        self.pauses = 0
+        self.resumes = 0
+
+    def commit(self, offsets: list[tuple[str, int, int]]) -> bool:
+        self.commits.append(list(offsets))
+        return True
+
+    def pause(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume(self) -> None:
+        self.paused = False
+        self.resumes += 1
+
+    def committed_offsets(self) -> dict[tuple[str, int], int]:
+        return {(t, p): o for batch in self.commits for t, p, o in batch}
+
+
+class FakeSink:
+    url = "http://sink.invalid/ingest"
+    backing_off = 0
+
+    def __init__(self) -> None:
+        self.abort = threading.Event()
+
+
+class FakeDlq:
+    def __init__(self) -> None:
+        self.letters: list[tuple[DeadLetter, Callable[[], None], Callable[[], bool]]] = []
+
+    def publish(
+        self, letter: DeadLetter, on_ack: Callable[[], None], wanted: Callable[[], bool]
+    ) -> None:
+        self.letters.append((letter, on_ack, wanted))
+
+    def poll(self, _timeout: float = 0.0) -> None:
+        return None
+
+
+def usage(i: int, **over: Any) -> bytes:
+    record = {"customerId": "c", "meterApiName": "m", "meterValue": 1, "meterTimeInMillis": T0 + i}
+    return orjson.dumps({**record, **over})
+
+
+@pytest.fixture
+def make() -> Callable[..., tuple[Worker, FakeSource, FakeDlq]]:
+    def _make(**sink: Any) -> tuple[Worker, FakeSource, FakeDlq]:
+        settings = Settings(
+            kafka={"topics": ["t"], "bootstrap_servers": "127.0.0.1:9"},
+            amberflo={"api_key": "k"},
+            sink=sink,
+            shutdown_timeout_s=0.2,
+        )
+        source, dlq = FakeSource(), FakeDlq()
+        worker = Worker(settings, sink=FakeSink(), dlq=dlq, source=source)  # type: ignore[arg-type]
+        return worker, source, dlq
+
+    return _make
+
+
+def take_batch(worker: Worker) -> list[Item]:
+    worker._flush()
+    items = worker._jobs.get_nowait()
+    assert items is not None
+    return items
+
+
+def test_revoke_waits_for_a_batch_in_flight_and_commits_what_it_finished(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    worker, source, _dlq = make()
+    worker._on_assign([("t", 0)])
+    worker._handle([Msg("t", 0, o, usage(o)) for o in range(3)])
+    items = take_batch(worker)
+    threading.Timer(0.05, lambda: worker._done.put(Outcome(delivered=items))).start()
+    worker._on_revoke([("t", 0)])
+    assert source.committed_offsets() == {("t", 0): 3}
+    assert worker.checkpoint.partitions == {}
+
+
+def test_late_outcome_of_a_revoked_partition_is_neither_committed_nor_dead_lettered(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    """The revoke gives up on the batch (shutdown_timeout_s); when its outcome arrives later,
+    with one event refused, the old owner writes no dead letter and commits nothing for it:
+    the partition's new owner reads those records again and decides."""
+    worker, source, dlq = make()
+    worker._on_assign([("t", 0), ("t", 1)])
+    worker._handle([Msg("t", 0, o, usage(o)) for o in range(3)] + [Msg("t", 1, 0, usage(9))])
+    items = take_batch(worker)
+    worker._on_revoke([("t", 0)])
+    assert source.committed_offsets().get(("t", 0), 0) == 0  # nothing of it was finished
+    refused = EventRejected("HTTP 400: meterTimeInMillis", http_status=400)
+    worker._done.put(Outcome(delivered=items[:1] + items[3:], rejected=[(items[1], refused)]))
+    worker._drain()
+    assert dlq.letters == []
+    worker._commit()
+    assert source.committed_offsets() == {("t", 0): 0, ("t", 1): 1}  # only partition 1 moved
+
+
+def test_a_record_with_events_delivered_and_rejected_is_dead_lettered_once_then_done(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    worker, source, dlq = make(batch_size=2)
+    worker._on_assign([("t", 0)])
+    values = {"a": 1, "b": 2, "c": 3}
+    worker._handle([Msg("t", 0, 0, usage(0, values=values)), Msg("t", 0, 1, usage(1))])
+    first, second = worker._jobs.get_nowait(), worker._jobs.get_nowait()
+    assert first is not None and second is not None  # [a, b] and [c, record 1]
+    refused = EventRejected("HTTP 400", http_status=400)
+    worker._done.put(Outcome(delivered=first[:1], rejected=[(first[1], refused)]))
+    worker._done.put(Outcome(rejected=[(second[0], refused)], delivered=second[1:]))
+    worker._drain()
+    assert len(dlq.letters) == 1  # two of its events refused: still one dead letter
+    letter, on_ack, wanted = dlq.letters[0]
+    assert letter.record.offset == 0 and letter.stage == "sink" and wanted()
+    worker._commit()
+    assert source.committed_offsets() == {("t", 0): 0}  # record 0 waits for its dead letter
+    on_ack()
+    worker._commit()
+    assert source.committed_offsets() == {("t", 0): 2}
+
+
+def test_pause_state_survives_a_reassignment(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    """librdkafka starts newly assigned partitions unpaused; a worker still over its buffer
+    limit pauses them again, and resumes once it is under half of it."""
+    worker, source, _dlq = make(max_buffered_records=4)
+    worker._on_assign([("t", 0)])
+    worker._handle([Msg("t", 0, o, usage(o)) for o in range(4)])
+    worker._backpressure()
+    assert source.paused and source.pauses == 1
+    worker._backpressure()
+    assert source.pauses == 1  # already paused: nothing to do
+    worker._on_assign([("t", 1)])  # cooperative: partition 1 added while paused
+    worker._backpressure()
+    assert source.pauses == 2  # the new assignment paused too
+    items = take_batch(worker)
+    worker._done.put(Outcome(delivered=items))
+    worker._drain()
+    worker._backpressure()
+    assert not source.paused and source.resumes == 1
+
+
+def test_records_of_a_partition_not_assigned_are_dropped_untracked(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    """Nothing is tracked, delivered or committed for a partition another worker owns."""
+    worker, _source, dlq = make()
+    worker._on_assign([("t", 0)])
+    worker._handle([Msg("t", 1, 5, usage(5)), Msg("t", 0, 0, usage(0)), Msg("t", 1, 6, b"{")])
+    assert set(worker.checkpoint.partitions) == {("t", 0)}
+    assert [it.record.partition for it in worker._batch] == [0]
+    assert dlq.letters == []
+    worker._on_revoke([("t", 0)])
+    worker._handle([Msg("t", 0, 1, usage(1))])
+    assert worker._batch == [] and worker.checkpoint.to_commit() == []
