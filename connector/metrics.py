@@ -32,6 +32,11 @@ FILTERED = Counter(
     "Records a mapping filter dropped (committed, never sent)",
     ["topic", "rule"],
 )
+COMMIT_PARTITION_ERRORS = Counter(
+    P + "commit_partition_errors_total",
+    "Partitions whose offset the broker refused within a commit (retried)",
+    ["error"],
+)
 
 STALL_SECONDS = 120.0
 

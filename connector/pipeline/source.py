@@ -128,20 +128,38 @@ class Source:
         self.paused = False
         metrics.PAUSED.set(0)
 
-    def commit(self, offsets: list[tuple[str, int, int]]) -> bool:
-        """Synchronously commit; False (logged) when the broker refused (retried next time)."""
+    def commit(self, offsets: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        """Synchronously commit; returns what the broker stored.
+
+        A refused request (logged) stores nothing; a partition the broker refused within an
+        accepted request (``commit()`` answers per partition) is logged and counted in
+        ``amberflo_connector_commit_partition_errors_total``.  Either is retried at the next
+        commit: the watermark stays where it was.
+        """
         if not offsets:
-            return True
+            return []
         try:
-            self.consumer.commit(
+            answer = self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
             )
         except KafkaException as exc:
             metrics.COMMITS.labels(result="failed").inc()
             log.warning("offset commit failed (will retry): %s", exc)
-            return False
+            return []
         metrics.COMMITS.labels(result="ok").inc()
-        return True
+        refused = {
+            (tp.topic, tp.partition): tp.error for tp in answer or () if tp.error is not None
+        }
+        for (topic, partition), err in refused.items():
+            name = err.name() if isinstance(err, KafkaError) else "error"
+            metrics.COMMIT_PARTITION_ERRORS.labels(error=name).inc()
+            log.warning(
+                "offset commit of %s[%d] refused (will retry): %s",
+                topic,
+                partition,
+                err.str() if isinstance(err, KafkaError) else err,
+            )
+        return [o for o in offsets if (o[0], o[1]) not in refused]
 
 
 def _keys(parts: list[TopicPartition]) -> list[tuple[str, int]]:

@@ -298,10 +298,8 @@ class Worker:
         self._last_commit = time.monotonic()
         if not self._commit_allowed:
             return
-        offsets = self.checkpoint.to_commit(only)
-        if offsets and self.source.commit(offsets):
-            for t, p, o in offsets:
-                self.checkpoint.committed(t, p, o)
+        for t, p, o in self.source.commit(self.checkpoint.to_commit(only)):
+            self.checkpoint.committed(t, p, o)
         metrics.BUFFERED.set(self.checkpoint.pending_records)
         if self._letters:  # forget the dead letters of records that are done
             self._letters = {

@@ -149,8 +149,11 @@ class TcpProxy:
 
 
 @contextlib.contextmanager
-def tansu_proxy(port: int, origin: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`tansu proxy` on `port` in front of the broker at `origin` (metadata rewritten)."""
+def tansu_proxy(
+    port: int, origin: str, advertised: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tansu proxy` on `port` in front of the broker at `origin`; metadata names `advertised`
+    (default: `port`) as the broker, so clients keep going through a proxy."""
     url = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
@@ -159,7 +162,7 @@ def tansu_proxy(port: int, origin: str) -> Iterator[subprocess.Popen[bytes]]:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{advertised or port}",
             "--origin-url",
             f"tcp://{origin}",
         ],

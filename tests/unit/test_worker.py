@@ -59,9 +59,10 @@ class FakeSource:
         self.pauses = 0
         self.resumes = 0
 
-    def commit(self, offsets: list[tuple[str, int, int]]) -> bool:
-        self.commits.append(list(offsets))
-        return True
+    def commit(self, offsets: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        if offsets:
+            self.commits.append(list(offsets))
+        return offsets
 
     def pause(self) -> None:
         self.paused = True
