@@ -61,6 +61,12 @@ FULL_VALUES: dict[str, Any] = {
     "extraEnv": [{"name": "CONNECTOR_SINK__BATCH_SIZE", "value": "1000"}],
     "logLevels": {"connector.sink": "DEBUG"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "reconcile": {
+        "enabled": True,
+        "timeZone": "Etc/UTC",
+        "pushgateway": "http://pushgateway.monitoring:9091",
+        "extraArgs": ["--meter", "api-calls"],
+    },
     "keda": {
         "enabled": True,
         "minReplicaCount": 1,
@@ -462,6 +468,71 @@ def test_deployment_probes_ports_and_shutdown(rendered: dict[str, str], case: st
     assert container["resources"]["limits"]["memory"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/config" in annotations
+
+
+def _reconcile_container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    cron = _one(docs, "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    return pod, container
+
+
+def test_reconcile_cronjob_runs_the_real_command_with_the_connectors_config(
+    rendered: dict[str, str], tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    from connector.cli.reconcile import EXIT_INCOMPLETE
+
+    docs = _docs(rendered["full"])
+    cron = _one(docs, "CronJob")
+    assert cron["spec"]["schedule"] == "15 * * * *" and cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod, container = _reconcile_container(docs)
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+    # The arguments are the real command's: click parses them (times included).
+    args = container["args"]
+    assert args[0] == "reconcile"
+    command = connector_cli.cli.commands["reconcile"]
+    params = command.make_context("reconcile", list(args[1:])).params
+    assert params["pushgateway"] == "http://pushgateway.monitoring:9091"
+    assert params["meters"] == ("api-calls",) and params["interval"] == "hour"
+    assert params["to_ms"] - params["from_ms"] == pytest.approx(3_600_000, abs=60_000)
+
+    # A mismatch (1) or a bad configuration (2) fails the Job at once; 3 is retried.
+    (fail_rule, _disruption) = job["podFailurePolicy"]["rules"]
+    assert fail_rule["action"] == "FailJob"
+    assert fail_rule["onExitCodes"] == {
+        "containerName": container["name"],
+        "operator": "In",
+        "values": [1, 2],
+    }
+    assert EXIT_INCOMPLETE not in fail_rule["onExitCodes"]["values"] and job["backoffLimit"] > 0
+
+    # Same config file, same Secret-held key and Kafka credentials as the Deployment.
+    deployment = _container(_one(docs, "Deployment"))
+    config_path = args[args.index("--config") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert config_path == f"{mount['mountPath']}/config.yaml"
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "config")
+    assert volume["configMap"]["name"] == _one(docs, "ConfigMap")["metadata"]["name"]
+    secret_env = [e for e in deployment["env"] if "valueFrom" in e]
+    assert [e for e in container["env"] if "valueFrom" in e] == secret_env
+    assert_known_env([e["name"] for e in container["env"]], "the reconcile CronJob")
+    config = tmp_path / "config.yaml"
+    config.write_text(_one(docs, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
+    for env in container["env"]:
+        clean_env.setenv(env["name"], env.get("value", "secret"))
+    assert load_settings(config).kafka.group_id == "billing-connector"
+
+    # Its pods are not the Deployment's: neither the Service nor the PDB selects them.
+    labels = pod["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget"):
+        spec = _one(docs, kind)["spec"]
+        selector = spec.get("selector", {})
+        selector = selector.get("matchLabels", selector)
+        assert not selector.items() <= labels.items(), kind
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_run_command_accepts_the_chart_arguments() -> None:

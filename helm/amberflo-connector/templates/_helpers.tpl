@@ -37,6 +37,19 @@ app.kubernetes.io/component: connector
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+Labels of the reconcile CronJob and its pods: another app.kubernetes.io/name, so that the
+Deployment's Service and PodDisruptionBudget (which select name + instance) never count them.
+*/}}
+{{- define "amberflo-connector.reconcileLabels" -}}
+helm.sh/chart: {{ include "amberflo-connector.chart" . }}
+app.kubernetes.io/name: {{ printf "%s-reconcile" (include "amberflo-connector.name" . | trunc 53) }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: reconcile
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
 {{- define "amberflo-connector.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "amberflo-connector.fullname" .) .Values.serviceAccount.name }}
@@ -86,6 +99,25 @@ exec:
 {{- include "amberflo-connector.fullname" . }}
 {{- else }}
 {{- .Values.amberflo.apiKey.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment every connector container gets (the Deployment's and the reconcile CronJob's):
+the Amberflo API key and the secret Kafka properties, all from Secrets.
+*/}}
+{{- define "amberflo-connector.secretEnv" -}}
+- name: CONNECTOR_AMBERFLO__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "amberflo-connector.apiKeySecretName" . }}
+      key: {{ .Values.amberflo.apiKey.secretKey }}
+{{- range .Values.kafka.consumerSecretProperties }}
+- name: {{ printf "CONNECTOR_KAFKA__CONSUMER__%s" (upper .property) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ .secretKey }}
 {{- end }}
 {{- end }}
 
