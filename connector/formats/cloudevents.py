@@ -26,7 +26,8 @@ import orjson
 
 from connector.errors import DecodeError, MappingError
 from connector.formats.config import Mapping
-from connector.formats.rules import Decoder, Envelope, iso_ms
+from connector.formats.fields import iso_ms
+from connector.formats.rules import Decoder, Envelope
 from connector.records import SourceRecord
 
 if TYPE_CHECKING:

@@ -89,7 +89,7 @@ class Filter(_Model):
     @field_validator("values", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
-        from connector.formats.rules import dimension_text
+        from connector.formats.fields import dimension_text
 
         if isinstance(value, list):
             return [dimension_text(v, "values") if not isinstance(v, str) else v for v in value]

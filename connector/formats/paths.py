@@ -1,14 +1,14 @@
 """Where a mapping rule reads a value: a dotted path, or a JMESPath expression.
 
-Both are compiled once, when the mappings are built, into a *getter*: a function of the
-decoded value that returns what the rule reads, or ``None`` when there is nothing there.
+Both are compiled once, when the mappings are built (``fields.compile_field``), into a
+function of the decoded value; finding nothing is ``None``.
 
 * ``{path: usage.requests}`` — dotted names with ``[n]`` list indexes (``items[0].id``,
   ``events[-1].ts``, ``[0].tenant`` on a top-level list).  A name is any run of characters
   other than ``.``, ``[``, ``]`` and white space.  This is the hot path: the getter is a few
   direct subscripts, no interpretation per record.  A name reached on something that is not
-  an object, or an index on something that is not a list, finds nothing (``None``), as does
-  an index beyond the list's end.
+  an object, or an index on something that is not a list, finds nothing, as does an index
+  beyond the list's end.
 * ``{expr: "items[?kind=='api'] | length(@)"}`` — a JMESPath expression (jmespath.org), for
   anything richer: filters, projections, functions.  Slower (an interpreter runs per record);
   use it where a path cannot say it.
@@ -51,75 +51,6 @@ def parse_path(text: str) -> tuple[Step, ...]:
         steps.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
         pos = m.end()
     return tuple(steps)
-
-
-def path_getter(text: str) -> Getter:
-    """The getter of a dotted path (see the module docstring)."""
-    steps = parse_path(text)
-    if all(isinstance(s, str) for s in steps):
-        return _names_getter(steps)  # type: ignore[arg-type]
-
-    def get(value: Any) -> Any:
-        for step in steps:
-            if type(step) is int:
-                if type(value) is not list:
-                    return None
-                try:
-                    value = value[step]
-                except IndexError:
-                    return None
-            else:
-                if type(value) is not dict:
-                    return None
-                value = value.get(step)
-        return value
-
-    return get
-
-
-def _names_getter(steps: tuple[str, ...]) -> Getter:
-    # Subscripting anything but a dict with a str raises TypeError (lists, strings, numbers,
-    # None), so one try around direct subscripts is both the fastest form and exact.
-    if len(steps) == 1:
-        (a,) = steps
-
-        def get1(v: Any) -> Any:
-            try:
-                return v[a]
-            except (KeyError, TypeError, IndexError):
-                return None
-
-        return get1
-    if len(steps) == 2:
-        a, b = steps
-
-        def get2(v: Any) -> Any:
-            try:
-                return v[a][b]
-            except (KeyError, TypeError, IndexError):
-                return None
-
-        return get2
-    if len(steps) == 3:
-        a, b, c = steps
-
-        def get3(v: Any) -> Any:
-            try:
-                return v[a][b][c]
-            except (KeyError, TypeError, IndexError):
-                return None
-
-        return get3
-
-    def get(v: Any) -> Any:
-        try:
-            for step in steps:
-                v = v[step]
-        except (KeyError, TypeError, IndexError):
-            return None
-        return v
-
-    return get
 
 
 _FUNCTIONS = frozenset(jmespath.functions.Functions().FUNCTION_TABLE)

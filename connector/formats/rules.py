@@ -33,23 +33,17 @@ drops gives no events (it is committed at once) and counts once in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from connector import metrics
 from connector.errors import MappingError
 from connector.formats.config import Mapping, Rule
+from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, field_code
 from connector.formats.ids import UniqueIds, coordinates
-from connector.formats.native import check_number, check_time_ms
-from connector.formats.paths import Getter, expr_getter, path_getter
 from connector.records import MeterEvent, SourceRecord
 
 Decoder = Callable[[SourceRecord], Any]
-Field = Callable[[Any], Any]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 class Envelope(NamedTuple):
@@ -70,139 +64,101 @@ class Filtered(NamedTuple):
     rule: str
 
 
-def dimension_text(value: Any, field: str) -> str:
-    """A dimension value as Amberflo's text (see the module docstring)."""
-    if type(value) is str:
-        return value
-    if type(value) is bool:
-        return "true" if value else "false"
-    if type(value) is int or (type(value) is float and math.isfinite(value)):
-        return str(value)
-    raise MappingError(field, f"must be a string, number or boolean (got {_kind(value)})")
-
-
-def _kind(value: Any) -> str:
-    return {dict: "object", list: "list", float: "non-finite number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _text(value: Any, field: str) -> str:
-    if type(value) is int:
-        return str(value)
-    if type(value) is not str or not value:
-        raise MappingError(field, f"must be a non-empty string (got {_kind(value)} {value!r})")
-    return value
-
-
-def _seconds(value: Any, field: str) -> int:
-    if type(value) is int:
-        return check_time_ms(value * 1000, field)
-    if type(value) is float and math.isfinite(value):
-        return check_time_ms(round(value * 1000), field)
-    raise MappingError(field, f"must be epoch seconds (got {_kind(value)} {value!r})")
-
-
-def iso_ms(value: Any, field: str) -> int:
-    """Epoch milliseconds of an ISO-8601 / RFC 3339 time (no zone: UTC), range-checked."""
-    if type(value) is not str:
-        raise MappingError(field, f"must be an ISO-8601 time (got {_kind(value)} {value!r})")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise MappingError(field, f"is not an ISO-8601 time ({value!r})") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return check_time_ms((when - _EPOCH) // _MS, field)
-
-
-_TIME = {"ms": check_time_ms, "s": _seconds, "iso8601": iso_ms}
-
-
-def _label(key: str, rule: Rule) -> str:
-    if rule.path is not None:
-        return f"{key} {{path: {rule.path}}}"
-    if rule.expr is not None:
-        return f"{key} {{expr: {rule.expr}}}"
-    return key
-
-
-def _getter(rule: Rule, label: str) -> Getter:
-    return path_getter(rule.path) if rule.path is not None else expr_getter(str(rule.expr), label)
-
-
-def _field(key: str, rule: Rule, check: Callable[[Any, str], Any]) -> Field:
-    """The compiled rule: payload → checked value (or MappingError naming key and rule)."""
-    label = _label(key, rule)
-    if rule.constant is not None:
-        constant = check(rule.constant, label)
-        return lambda _payload: constant
-    get = _getter(rule, label)
-    if rule.has_default:
-        default = None if rule.default is None else check(rule.default, f"{label} default")
-
-        def with_default(payload: Any) -> Any:
-            found = get(payload)
-            return default if found is None else check(found, label)
-
-        return with_default
-
-    def required(payload: Any) -> Any:
-        found = get(payload)
-        if found is None:
-            raise MappingError(label, "found nothing and the rule has no default")
-        return check(found, label)
-
-    return required
-
-
 class Rules:
-    """One ``mappings`` entry compiled: the per-record work is calls of the fields below."""
+    """One ``mappings`` entry compiled into the source of one function (``fields.Code``):
+    every rule, constant and default is checked here, at start; ``bind`` makes the function
+    of a topic, ``record → list[MeterEvent] | Filtered``."""
 
     def __init__(self, mapping: Mapping, index: int) -> None:
-        assert mapping.customer_id is not None
-        self.customer = _field("customer_id", mapping.customer_id, _text)
-        self.meters: list[tuple[str | None, Field, bool]] = []
-        if mapping.meters is not None:
-            for name, rule in mapping.meters.items():
-                skip = rule.has_default and rule.default is None
-                self.meters.append((name, _field(f"meters.{name}", rule, check_number), skip))
-            self.meter: Field | None = None
-        else:
-            assert mapping.meter is not None
-            self.meter = _field("meter", mapping.meter, _text)
-            value = mapping.value or Rule(constant=1)
-            self.meters.append((None, _field("value", value, check_number), False))
-        time = mapping.time
-        self.time: Field | None = (
-            None if time is None else _field("time", time, _TIME[time.unit or "ms"])
-        )
-        self.unique_id = (
-            None if mapping.unique_id is None else _field("unique_id", mapping.unique_id, _text)
-        )
-        self.dimensions = [
-            (name, _field(f"dimensions.{name}", rule, dimension_text))
-            for name, rule in mapping.dimensions.items()
-        ]
-        self.filters = [
-            (f.dimension, frozenset(f.values), f.action == "INCLUDE", f.label)
-            for f in mapping.filters
-        ]
         self.where = f"mappings[{index}]"
+        code = self.code = Code()
+        code.add(
+            "payload = decode(record)",
+            "identity = event_time = None",
+            "if type(payload) is Envelope:",
+            "    payload, identity, event_time = payload",
+        )
+        code.namespace.update(Envelope=Envelope, MeterEvent=MeterEvent, coordinates=coordinates)
+        dims = []
+        for i, (name, rule) in enumerate(mapping.dimensions.items()):
+            field_code(code, f"d{i}", f"dimensions.{name}", rule, DIMENSION)
+            dims.append((name, f"d{i}", rule.has_default and rule.default is None))
+        local = {name: var for name, var, _ in dims}
+        for f in mapping.filters:
+            values = code.ref(frozenset(f.values), "values")
+            test = "not in" if f.action == "INCLUDE" else "in"
+            code.add(f"if {local[f.dimension]} {test} {values}:")
+            code.add(f"    return {code.ref(Filtered(f.label), 'filtered')}")
+        always = ", ".join(f"{name!r}: {var}" for name, var, optional in dims if not optional)
+        code.add(f"dims = {{{always}}}")
+        for name, var, optional in dims:
+            if optional:
+                code.add(f"if {var} is not None:", f"    dims[{name!r}] = {var}")
+        assert mapping.customer_id is not None
+        field_code(code, "customer", "customer_id", mapping.customer_id, TEXT)
+        self._time(mapping)
+        if mapping.unique_id is not None:
+            field_code(code, "given", "unique_id", mapping.unique_id, TEXT)
+        else:
+            code.add("base = coordinates(record) if identity is None else identity")
+        if mapping.meters is None:
+            assert mapping.meter is not None
+            field_code(code, "meter", "meter", mapping.meter, TEXT)
+            field_code(code, "amount", "value", mapping.value or Rule(constant=1), NUMBER)
+            uid = "given" if mapping.unique_id is not None else "derive(base, meter)"
+            code.add(f"return [MeterEvent(customer, meter, amount, time_ms, {uid}, dims)]")
+            return
+        code.add("events = []")
+        for i, (name, rule) in enumerate(mapping.meters.items()):
+            field_code(code, f"v{i}", f"meters.{name}", rule, NUMBER)
+            uid = (
+                f"given + {':' + name!r}"
+                if mapping.unique_id is not None
+                else f"derive(base, {name!r})"
+            )
+            append = f"events.append(MeterEvent(customer, {name!r}, v{i}, time_ms, {uid}, dims))"
+            if rule.has_default and rule.default is None:
+                code.add(f"if v{i} is not None:", f"    {append}")
+            else:
+                code.add(append)
+        code.add("return events")
+
+    def _time(self, mapping: Mapping) -> None:
+        code = self.code
+        if mapping.time is not None:
+            kind = TIME[mapping.time.unit or "ms"]
+            field_code(code, "time_ms", "time", mapping.time, kind)
+            return
+        no_time = code.ref(
+            MappingError("time", "no time rule and the Kafka record has no timestamp"), "no_time"
+        )
+        code.add(
+            "if event_time is not None:",
+            "    time_ms = event_time",
+            "else:",
+            "    time_ms = record.timestamp_ms",
+            "    if time_ms <= 0:",
+            f"        raise {no_time}",
+        )
+
+    def bind(
+        self, decode: Decoder, ids: UniqueIds
+    ) -> Callable[[SourceRecord], list[MeterEvent] | Filtered]:
+        self.code.namespace.update(decode=decode, derive=ids.derive)
+        return self.code.build("def evaluate(record):", "evaluate", f"{self.where} rules")
 
 
 class RuleMapper:
-    """The ``Mapper`` of a topic read by rules: ``decode`` then ``Rules``.
+    """The ``Mapper`` of a topic read by rules: its decoder, then its compiled ``Rules``.
 
     Pure and deterministic (see ``connector.formats``); a filtered record counts in the
     filtered-records metric and gives ``[]``."""
 
-    __slots__ = ("_decode", "_ids", "rules")
+    __slots__ = ("evaluate",)
 
     def __init__(self, decode: Decoder, rules: Rules, ids: UniqueIds) -> None:
-        self._decode = decode
-        self._ids = ids
-        self.rules = rules
+        self.evaluate = rules.bind(decode, ids)
+        """The events of a record, or the filter that drops it (no side effects)."""
 
     def __call__(self, record: SourceRecord) -> list[MeterEvent]:
         out = self.evaluate(record)
@@ -210,44 +166,6 @@ class RuleMapper:
             metrics.FILTERED.labels(record.topic, out.rule).inc()
             return []
         return out  # type: ignore[return-value]
-
-    def evaluate(self, record: SourceRecord) -> list[MeterEvent] | Filtered:
-        """The events of ``record``, or the filter that drops it (no side effects)."""
-        decoded = self._decode(record)
-        identity = event_time = None
-        if type(decoded) is Envelope:
-            decoded, identity, event_time = decoded
-        r = self.rules
-        dims: dict[str, str] = {}
-        for dim_name, dim in r.dimensions:
-            text = dim(decoded)
-            if text is not None:
-                dims[dim_name] = text
-        for dimension, values, include, label in r.filters:
-            if (dims.get(dimension) in values) is not include:
-                return Filtered(label)
-        customer = r.customer(decoded)
-        if r.time is not None:
-            time_ms = r.time(decoded)
-        elif event_time is not None:
-            time_ms = event_time
-        else:
-            time_ms = record.timestamp_ms
-            if time_ms <= 0:
-                raise MappingError("time", "no time rule and the Kafka record has no timestamp")
-        given_id = None if r.unique_id is None else r.unique_id(decoded)
-        events = []
-        for name, amount_of, skip_absent in r.meters:
-            meter = name if name is not None else r.meter(decoded)  # type: ignore[misc]
-            amount = amount_of(decoded)
-            if amount is None and skip_absent:
-                continue
-            if given_id is not None:
-                uid = f"{given_id}:{meter}" if name else given_id
-            else:
-                uid = self._ids.derive(identity or coordinates(record), meter)
-            events.append(MeterEvent(customer, meter, amount, time_ms, uid, dims))
-        return events
 
 
 class NativeFilter:

@@ -1,0 +1,159 @@
+"""One mapping rule compiled into code that sets a local from the decoded payload: the
+checked value, or a ``MappingError`` naming the key and the rule.
+
+This is the per-record hot path of every mapped format, so each mapping is compiled into the
+Python source of one function (``rules.Rules``) and a ``{path: …}`` rule becomes a few lines
+of it: the path's steps as direct subscripts inside one ``try`` (names as string literals
+written with ``repr``; an index step is preceded by a list check, since a string would take
+it too), then an inline test that accepts the common case (a non-empty string for text, a
+string for a dimension) without a call.  Anything else goes through the key's check
+function, the one definition of what is accepted; the inline tests only accept values that
+check would return unchanged.  An expression calls JMESPath; a constant is checked once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from connector.errors import MappingError
+from connector.formats.config import Rule
+from connector.formats.native import check_number, check_time_ms
+from connector.formats.paths import expr_getter, parse_path
+
+Check = Callable[[Any, str], Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", float: "non-finite number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def text(value: Any, field: str) -> str:
+    """customer_id, meter, unique_id: a non-empty string; an integer as its decimal text."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is not str or not value:
+        raise MappingError(field, f"must be a non-empty string (got {_kind(value)} {value!r})")
+    return value
+
+
+def dimension_text(value: Any, field: str) -> str:
+    """A dimension value as Amberflo's text: strings as they are, numbers in their shortest
+    form, booleans as true/false; anything else is a MappingError."""
+    if type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return str(value)
+    raise MappingError(field, f"must be a string, number or boolean (got {_kind(value)})")
+
+
+def seconds(value: Any, field: str) -> int:
+    """Epoch seconds (fractions rounded to the millisecond) → range-checked milliseconds."""
+    if type(value) is int:
+        return check_time_ms(value * 1000, field)
+    if type(value) is float and math.isfinite(value):
+        return check_time_ms(round(value * 1000), field)
+    raise MappingError(field, f"must be epoch seconds (got {_kind(value)} {value!r})")
+
+
+def iso_ms(value: Any, field: str) -> int:
+    """Epoch milliseconds of an ISO-8601 / RFC 3339 time (no zone: UTC), range-checked."""
+    if type(value) is not str:
+        raise MappingError(field, f"must be an ISO-8601 time (got {_kind(value)} {value!r})")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise MappingError(field, f"is not an ISO-8601 time ({value!r})") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return check_time_ms((when - _EPOCH) // _MS, field)
+
+
+class Kind(NamedTuple):
+    """What a key accepts: ``check`` defines it; ``accept`` is an inline Python test of ``x``
+    that is true only for values ``check`` returns unchanged (a fixed text, never config)."""
+
+    check: Check
+    accept: str | None = None
+
+
+TEXT = Kind(text, "type(x) is str and x")
+DIMENSION = Kind(dimension_text, "type(x) is str")
+NUMBER = Kind(check_number)
+TIME = {"ms": Kind(check_time_ms), "s": Kind(seconds), "iso8601": Kind(iso_ms)}
+
+
+def label(key: str, rule: Rule) -> str:
+    """How errors name a rule: ``customer_id {path: tenant.id}``."""
+    if rule.path is not None:
+        return f"{key} {{path: {rule.path}}}"
+    if rule.expr is not None:
+        return f"{key} {{expr: {rule.expr}}}"
+    return key
+
+
+class Code:
+    """The Python source of one mapping's function being assembled, and the objects it
+    refers to by name (checks, defaults, labels: never spliced into the text)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {}
+
+    def ref(self, obj: Any, hint: str) -> str:
+        name = f"{hint}_{len(self.namespace)}"
+        self.namespace[name] = obj
+        return name
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend("    " + line for line in lines)
+
+    def build(self, header: str, name: str, title: str) -> Callable[..., Any]:
+        source = "\n".join([header, *self.lines])
+        namespace = dict(self.namespace)
+        exec(compile(source, f"<{title}>", "exec"), namespace)
+        return namespace[name]  # type: ignore[no-any-return]
+
+
+def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> None:
+    """Lines that set the local ``target`` from the local ``payload`` by ``rule`` (see the
+    module docstring).  A constant is checked here, once; a default too.  Nothing found (or
+    null) gives the default, or a MappingError when the rule has none."""
+    name = label(key, rule)
+    if rule.constant is not None:
+        code.add(f"{target} = {code.ref(kind.check(rule.constant, name), 'constant')}")
+        return
+    if rule.has_default:
+        default = None if rule.default is None else kind.check(rule.default, f"{name} default")
+        absent = code.ref(default, "default")
+    else:
+        absent = f"{code.ref(_missing(name), 'missing')}()"
+    if rule.expr is not None:
+        code.add(f"x = {code.ref(expr_getter(rule.expr, name), 'search')}(payload)")
+    else:
+        code.add("try:", "    x = payload")
+        for step in parse_path(str(rule.path)):
+            if isinstance(step, int):
+                code.add("    if type(x) is not list: raise TypeError")
+            code.add(f"    x = x[{step!r}]")
+        code.add("except (KeyError, IndexError, TypeError):", "    x = None")
+    code.add("if x is None:", f"    {target} = {absent}")
+    if kind.accept is not None:
+        code.add(f"elif {kind.accept}:", f"    {target} = x")
+    check = code.ref(kind.check, "check")
+    code.add("else:", f"    {target} = {check}(x, {code.ref(name, 'label')})")
+
+
+def _missing(name: str) -> Callable[[], Any]:
+    def missing() -> Any:
+        raise MappingError(name, "found nothing and the rule has no default")
+
+    return missing
