@@ -92,6 +92,19 @@ GOLDEN: list[tuple[str, dict[str, Any], Any, list[dict[str, Any]]]] = [
         {**T, "items": [{"kind": "api"}, {"kind": "db"}, {"kind": "api"}]},
         [ev(value=2)],
     ),
+    ("expression: a key with a dot", {"value": {"expr": '"a.b"'}}, {**T, "a.b": 4}, [ev(value=4)]),
+    (
+        "expression: the first that is there",
+        {"customer_id": {"expr": "tenant.id || account.id"}},
+        {"account": {"id": "acme"}},
+        [ev()],
+    ),
+    (
+        "expression: sum of a list",
+        {"value": {"expr": "sum(items[*].bytes)"}},
+        {**T, "items": [{"bytes": 5}, {"bytes": 7}]},
+        [ev(value=12)],
+    ),
     ("time ms", {"time": {"path": "ts", "unit": "ms"}}, {**T, "ts": TS + 5}, [ev(time=TS + 5)]),
     (
         "time unit defaults to ms",
