@@ -2,7 +2,10 @@
 
 ``/healthz`` is 200 while the worker loop keeps turning (it calls ``heartbeat()`` every
 iteration); 503 once it has been silent for ``STALL_SECONDS``.  ``/readyz`` is 200 once the
-worker has connected to Kafka and Amberflo accepted the key, and 503 again while it shuts down.
+worker has connected to Kafka and Amberflo accepted the key, and 503 while it shuts down or
+while Amberflo has been unreachable for ``unreachable_limit_s`` (the sink reports it through
+``unreachable()``/``reached()``): Kubernetes shows the pod unready during an outage, and
+``/healthz`` stays 200 because restarting would not help.
 """
 
 from __future__ import annotations
@@ -45,13 +48,32 @@ class Health:
     def __init__(self) -> None:
         self.ready = False
         self.last_beat = time.monotonic()
+        self.unreachable_since: float | None = None
+        self.unreachable_limit_s = 60.0
 
     def heartbeat(self) -> None:
         self.last_beat = time.monotonic()
 
+    def unreachable(self) -> None:
+        """An /ingest attempt got no answer (connection error, timeout) or a 5xx."""
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+
+    def reached(self) -> None:
+        """Amberflo answered (2xx, 4xx, 429): it is reachable."""
+        self.unreachable_since = None
+
     @property
     def alive(self) -> bool:
         return time.monotonic() - self.last_beat < STALL_SECONDS
+
+    def not_ready_reason(self) -> str | None:
+        if not self.ready:
+            return "not ready"
+        since = self.unreachable_since
+        if since is not None and time.monotonic() - since >= self.unreachable_limit_s:
+            return f"not ready: Amberflo unreachable for {time.monotonic() - since:.0f}s"
+        return None
 
 
 HEALTH = Health()
@@ -66,8 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
             ok = HEALTH.alive
             self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
         elif path == "/readyz":
-            ok = HEALTH.ready
-            self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            reason = HEALTH.not_ready_reason()
+            self._reply(503 if reason else 200, f"{reason or 'ready'}\n".encode())
         else:
             self._reply(404, b"not found\n")
 

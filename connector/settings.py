@@ -142,6 +142,13 @@ class SinkSettings(_Section):
         description="Give up retrying a batch after this long and stop the connector "
         "(default: retry forever; usage is never dropped).",
     )
+    readiness_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="/readyz answers 503 once /ingest has been unreachable (connection errors, "
+        "timeouts, 5xx) this long without a single answer in between; /healthz stays 200.",
+    )
 
 
 class DlqSettings(_Section):

@@ -124,6 +124,7 @@ class Worker:
         for t in self._threads:
             t.start()
         _tune_interpreter()
+        metrics.HEALTH.unreachable_limit_s = cfg.sink.readiness_timeout_s
         metrics.HEALTH.ready = True
         log.info(
             "consuming %s as group %s → %s",

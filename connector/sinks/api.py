@@ -171,18 +171,25 @@ class Sink:
             )
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass
             metrics.REQUESTS.labels(status="error").inc()
+            metrics.HEALTH.unreachable()
             raise RetryableError(f"cannot reach {self.url}: {type(exc).__name__}") from exc
         except urllib3.exceptions.TimeoutError as exc:
             metrics.REQUESTS.labels(status="timeout").inc()
+            metrics.HEALTH.unreachable()
             raise RetryableError(
                 f"timeout after {self._cfg.request_timeout_s}s: {self.url}"
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             metrics.REQUESTS.labels(status="error").inc()
+            metrics.HEALTH.unreachable()
             raise RetryableError(f"cannot reach {self.url}: {type(exc).__name__}") from exc
         status = resp.status
         metrics.REQUESTS.labels(status=str(status)).inc()
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        if status >= 500:
+            metrics.HEALTH.unreachable()
+        else:
+            metrics.HEALTH.reached()
         if 200 <= status < 300:
             return
         text = resp.data.decode("utf-8", "replace")

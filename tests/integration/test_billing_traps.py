@@ -10,8 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connector.embedded import free_port
 from tests.conftest import Emulator
 from tests.integration.failure_harness import QUICK_GROUP, produce_raw, read_topic, wait_for_records
 from tests.integration.harness import ConnectorProcess, Emu, committed, connector_env, wait_until
@@ -101,3 +103,36 @@ def test_locked_down_cluster_needs_no_create_for_an_existing_dlq_topic(
     assert [d.value() for d in dead] == [b"not json"]
     assert CREATE_TOPICS not in gate.seen
     assert len(read_topic(kafka_broker, f"{topic}.dlq", expect=1)) == 1
+
+
+def test_readyz_fails_while_amberflo_is_unreachable_and_healthz_stays_up(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    topic, m = topic_factory(1), meter()
+    port = free_port()
+    proc = start(
+        topic, f"g-{m}", CONNECTOR_METRICS_PORT=str(port), CONNECTOR_SINK__READINESS_TIMEOUT_S="1"
+    )
+    wait_until(lambda: probe(port, "/readyz") == (200, "ready"), 30, "ready")
+    emu.fault(status=502, count=100_000, path="/ingest")
+    produce_raw(kafka_broker, topic, [{"value": event(m, 0)}])
+    wait_until(lambda: probe(port, "/readyz")[0] == 503, 30, "unready during the outage")
+    _status, body = probe(port, "/readyz")
+    assert body.startswith("not ready: Amberflo unreachable for ")
+    assert probe(port, "/healthz") == (200, "ok")
+    emu.clear_faults()
+    wait_until(lambda: emu.count(m) == 1, 30, "stored once Amberflo answers")
+    assert probe(port, "/readyz") == (200, "ready")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        resp = requests.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+    except requests.RequestException:
+        return 0, ""
+    return resp.status_code, resp.text.strip()

@@ -143,7 +143,8 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "max_in_flight" .Values.sink.maxInFlight
     "request_timeout_s" .Values.sink.requestTimeoutS
     "gzip" .Values.sink.gzip
-    "max_buffered_records" .Values.sink.maxBufferedRecords }}
+    "max_buffered_records" .Values.sink.maxBufferedRecords
+    "readiness_timeout_s" .Values.sink.readinessTimeoutS }}
 {{- if not (kindIs "invalid" .Values.sink.retryTimeoutS) }}
 {{- $_ := set $sink "retry_timeout_s" .Values.sink.retryTimeoutS }}
 {{- end }}
