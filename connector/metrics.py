@@ -40,6 +40,43 @@ COMMIT_PARTITION_ERRORS = Counter(
     "Partitions whose offset the broker refused within a commit (retried)",
     ["error"],
 )
+LAST_COMMIT = Gauge(
+    P + "last_commit_timestamp_seconds",
+    "Unix time of the last offset commit the broker accepted (the worker's start until then)",
+)
+LAST_INGEST = Gauge(
+    P + "last_ingest_timestamp_seconds",
+    "Unix time of the last /ingest request Amberflo accepted (the worker's start until then)",
+)
+DELAY = Histogram(
+    P + "delivery_delay_seconds",
+    "End-to-end delay: Amberflo acknowledged an /ingest request minus the Kafka timestamp of "
+    "the oldest record in it (one observation per acknowledged request)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+LAG = Gauge(
+    P + "consumer_lag",
+    "Records of an assigned partition not committed yet: high watermark (last stable offset "
+    "under read_committed) minus the committed offset, from librdkafka statistics",
+    ["topic", "partition"],
+)
+OLDEST_AGE = Gauge(
+    P + "oldest_unfinished_age_seconds",
+    "Age (now minus Kafka timestamp) of the oldest consumed record not yet done, per "
+    "assigned partition; 0 when nothing is pending",
+    ["topic", "partition"],
+)
+RETENTION_USED = Gauge(
+    P + "retention_used_ratio",
+    "oldest_unfinished_age_seconds as a share of the topic's retention.ms (1: the broker may "
+    "delete records before they are billed)",
+    ["topic", "partition"],
+)
+RETENTION_GUARD = Gauge(
+    P + "retention_guard",
+    "Retention guard: 0 ok, 1 warn, 2 critical (CONNECTOR_RETENTION_GUARD__*), the worst "
+    "assigned partition",
+)
 
 STALL_SECONDS = 120.0
 

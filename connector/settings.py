@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -225,6 +226,31 @@ class MetersSettings(_Section):
         return value
 
 
+class RetentionGuardSettings(_Section):
+    warn_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Warn when a partition's oldest unfinished record is older than this share "
+        "of its topic's retention.ms (read from the broker).",
+    )
+    critical_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Critical (error log, metric amberflo_connector_retention_guard 2) from "
+        "this share on; must be ≥ warn_ratio.",
+    )
+
+    @field_validator("critical_ratio")
+    @classmethod
+    def _above_warn(cls, value: float, info: ValidationInfo) -> float:
+        warn = info.data.get("warn_ratio")
+        if warn is not None and value < warn:
+            raise ValueError(f"must be ≥ warn_ratio ({warn})")
+        return value
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -242,7 +268,7 @@ class LogSettings(_Section):
         description="Level per logger (and its children), overriding level, e.g. "
         '{"connector.sink": "DEBUG", "connector.source": "WARNING"}. The connector\'s loggers '
         "are connector (all of them), connector.worker, connector.source, connector.sink, "
-        "connector.dlq and connector.supervisor.",
+        "connector.dlq, connector.guard (retention guard) and connector.supervisor.",
     )
 
     @field_validator("level", mode="before")
@@ -302,6 +328,7 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         25.0, gt=0, le=3600, description="Time allowed to finish in-flight work on SIGTERM."
     )
+    retention_guard: RetentionGuardSettings = Field(default_factory=RetentionGuardSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     log_level: LogLevel | None = Field(
         None,

@@ -79,14 +79,17 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Stack]:
 
 @pytest.fixture
 def topic_factory(kafka_broker: str) -> Callable[..., str]:
-    """Creates a fresh, uniquely named topic (default 4 partitions) and returns its name."""
+    """Creates a fresh, uniquely named topic (default 4 partitions, optional topic configs such
+    as retention.ms) and returns its name."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": kafka_broker})
 
-    def make(partitions: int = 4, prefix: str = "usage") -> str:
+    def make(
+        partitions: int = 4, prefix: str = "usage", config: dict[str, str] | None = None
+    ) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions)])
+        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, config=config)])
         futures[name].result(10)
         return name
 

@@ -12,9 +12,12 @@ assigned again) cannot touch the new assignment's bookkeeping.
 
 from __future__ import annotations
 
+import bisect
+import sys
+
 
 class PartitionState:
-    __slots__ = ("active", "committed", "next_offset", "partition", "pending", "topic")
+    __slots__ = ("active", "committed", "marks", "next_offset", "partition", "pending", "topic")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -22,7 +25,13 @@ class PartitionState:
         self.pending: dict[int, int] = {}  # offset → parts still outstanding
         self.next_offset: int | None = None  # one past the highest offset tracked
         self.committed: int | None = None  # last offset handed to commit()
+        self.marks: list[tuple[int, int]] = []  # (offset, timestamp ms), increasing offsets
         self.active = True
+
+    def mark(self, offset: int, timestamp_ms: int) -> None:
+        """Note a consumed record's timestamp. The worker calls it for the first record of
+        each run of this partition in a poll, not per record (see ``oldest_timestamp_ms``)."""
+        self.marks.append((offset, timestamp_ms))
 
     def track(self, offset: int, parts: int) -> None:
         self.pending[offset] = parts
@@ -45,6 +54,24 @@ class PartitionState:
             del self.pending[offset]
         else:
             self.pending[offset] = left - parts
+
+    def oldest_timestamp_ms(self) -> int | None:
+        """Kafka timestamp of the oldest record not done yet; None with nothing pending.
+
+        Taken from the last mark at or below the lowest pending offset, i.e. the first record
+        of the poll that brought it: exact to within one poll, and never younger than the
+        true one while timestamps grow with offsets.  Prunes the marks it no longer needs.
+        """
+        marks = self.marks
+        if not self.pending:
+            marks.clear()
+            return None
+        i = bisect.bisect_right(marks, (min(self.pending), sys.maxsize)) - 1
+        if i < 0:
+            return None
+        if i:
+            del marks[:i]
+        return marks[0][1]
 
     def committable(self) -> int | None:
         """The offset to commit (Kafka's convention: the next record to read), or None."""

@@ -31,6 +31,7 @@ class Source:
         on_assign: Rebalance,
         on_revoke: Rebalance,
         on_lost: Rebalance,
+        on_stats: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         k = settings.kafka
@@ -54,6 +55,9 @@ class Source:
             "fetch.queue.backoff.ms": 20,
             "client.id": "amberflo-connector",
             "error_cb": self._on_error,
+            # librdkafka statistics (consumer lag per partition) every 5 s, parsed on the
+            # main thread inside consume(): a few hundred µs each time.
+            **({"statistics.interval.ms": 5000, "stats_cb": on_stats} if on_stats else {}),
             **k.consumer,
         }
         self._callbacks = (on_assign, on_revoke, on_lost)
@@ -159,6 +163,8 @@ class Source:
                 partition,
                 err.str() if isinstance(err, KafkaError) else err,
             )
+        if len(refused) < len(offsets):
+            metrics.LAST_COMMIT.set_to_current_time()
         return [o for o in offsets if (o[0], o[1]) not in refused]
 
 

@@ -40,6 +40,7 @@ from connector.errors import FatalError, RecordError
 from connector.formats import Mapper, Mappers
 from connector.kafka import ensure_topics
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
+from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
 from connector.records import DeadLetter, Headers, SourceRecord
 from connector.settings import Settings
@@ -85,7 +86,14 @@ class Worker:
         self.sink = sink or Sink(settings)
         self.dlq = dlq or DeadLetterPublisher(settings)
         self.mappers = Mappers(settings)
-        self.source = source or Source(settings, self._on_assign, self._on_revoke, self._on_lost)
+        self.progress = Progress(
+            settings,
+            lambda: self.checkpoint.partitions,
+            None if source is None else FixedRetention({}),
+        )
+        self.source = source or Source(
+            settings, self._on_assign, self._on_revoke, self._on_lost, self.progress.on_stats
+        )
         self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._in_flight = 0
@@ -125,6 +133,8 @@ class Worker:
             t.start()
         _tune_interpreter()
         metrics.HEALTH.unreachable_limit_s = cfg.sink.readiness_timeout_s
+        metrics.LAST_COMMIT.set_to_current_time()
+        metrics.LAST_INGEST.set_to_current_time()
         metrics.HEALTH.ready = True
         log.info(
             "consuming %s as group %s → %s",
@@ -198,6 +208,8 @@ class Worker:
                 topic, partition = record.topic, record.partition
                 state = get_state(topic, partition)
                 mapper = mapper_for(topic)
+                if state is not None:
+                    state.mark(record.offset, record.timestamp_ms)
             if state is None:  # not ours (see Checkpoint.get): its owner reads it
                 unowned += 1
                 continue
@@ -270,6 +282,7 @@ class Worker:
             result: _Result
             try:
                 result = self.sink.deliver(items)
+                _observe_delay(result.delivered)
             except BaseException as exc:  # handed to the main thread, which decides
                 result = exc
             self._done.put(result)
@@ -302,6 +315,7 @@ class Worker:
         for t, p, o in self.source.commit(self.checkpoint.to_commit(only)):
             self.checkpoint.committed(t, p, o)
         metrics.BUFFERED.set(self.checkpoint.pending_records)
+        self.progress.tick()
         if self._letters:  # forget the dead letters of records that are done
             self._letters = {
                 k: v for k, v in self._letters.items() if k[0].active and k[1] in k[0].pending
@@ -394,6 +408,15 @@ def _tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def _observe_delay(delivered: list[Item]) -> None:
+    """One delay observation per acknowledged request, for its oldest record (called in the
+    sink thread right after the acknowledgement; records without a timestamp are skipped)."""
+    if delivered:
+        oldest = min(item.record.timestamp_ms for item in delivered)
+        if oldest > 0:
+            metrics.DELAY.observe(time.time() - oldest / 1000)
 
 
 def _fmt(parts: list[tuple[str, int]]) -> str:

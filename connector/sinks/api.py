@@ -191,6 +191,7 @@ class Sink:
         else:
             metrics.HEALTH.reached()
         if 200 <= status < 300:
+            metrics.LAST_INGEST.set_to_current_time()
             return
         text = resp.data.decode("utf-8", "replace")
         error = classify(status, dict(resp.headers), text, self.url)
