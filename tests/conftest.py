@@ -89,7 +89,9 @@ def topic_factory(kafka_broker: str) -> Callable[..., str]:
         partitions: int = 4, prefix: str = "usage", config: dict[str, str] | None = None
     ) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, config=config)])
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, config=config or {})]
+        )
         futures[name].result(10)
         return name
 
