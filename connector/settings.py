@@ -8,7 +8,9 @@ problem into one line naming the environment variable, and raises ``ConfigError`
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -25,20 +27,55 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
 )
 
 from connector.errors import ConfigError
 from connector.formats.config import Mapping
+from connector.settings_errors import (
+    ENV_PREFIX,
+    env_json_problems,
+    env_name,
+    format_validation_error,
+)
 
-ENV_PREFIX = "CONNECTOR_"
 CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
-NO_TOPICS = "<not used by this command>"
 LibrdkafkaValue = str | int | float | bool
+REQUIRED_BY_RUN: JsonDict = {"required_by": "run"}
+"""Marks a setting that ``run`` (and ``config check``) require and the dlq tools do not."""
+
+_NO_AUTO_COMMIT = "offsets are committed only after their records are delivered"
+PROTECTED_CONSUMER = {
+    "enable.auto.commit": _NO_AUTO_COMMIT,
+    "auto.commit.enable": _NO_AUTO_COMMIT,
+    "enable.auto.offset.store": _NO_AUTO_COMMIT,
+    "isolation.level": "usage from aborted transactions must never be billed",
+    "group.id": "set CONNECTOR_KAFKA__GROUP_ID instead",
+    "bootstrap.servers": "set CONNECTOR_KAFKA__BOOTSTRAP_SERVERS instead",
+}
+"""librdkafka consumer properties ``CONNECTOR_KAFKA__CONSUMER`` may not set, and why."""
+_ACKED = "a dead letter counts as written only once every replica has it, exactly once"
+PROTECTED_PRODUCER = {
+    "acks": _ACKED,
+    "request.required.acks": _ACKED,
+    "enable.idempotence": _ACKED,
+}
+"""librdkafka producer properties ``CONNECTOR_KAFKA__PRODUCER`` may not set, and why."""
+
+
+def _refuse_protected(value: dict[str, Any], protected: dict[str, str]) -> dict[str, Any]:
+    for key in value:
+        reason = protected.get(key.strip().lower())
+        if reason is not None:
+            raise ValueError(f"{key!r} cannot be overridden ({reason})")
+    return value
 
 
 class _Section(BaseModel):
@@ -53,19 +90,24 @@ class KafkaSettings(_Section):
         "amberflo-connector", min_length=1, description="Consumer group id of the connector."
     )
     topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
         description="Topics to read: comma-separated or a JSON list; an entry starting with "
         "'^' is a regular expression subscription.",
         min_length=1,
+        json_schema_extra=REQUIRED_BY_RUN,
     )
     consumer: dict[str, LibrdkafkaValue] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer (security.protocol, sasl.*, "
         "ssl.*, session.timeout.ms, …); they override the connector's own defaults "
         "(fetch.wait.max.ms 100, fetch.queue.backoff.ms 20). Security properties are also "
-        "given to the DLQ producer.",
+        "given to the DLQ producer. enable.auto.commit, enable.auto.offset.store, "
+        "isolation.level (read_committed), group.id and bootstrap.servers cannot be set here.",
     )
     producer: dict[str, LibrdkafkaValue] = Field(
-        default_factory=dict, description="Extra librdkafka properties for the DLQ producer."
+        default_factory=dict,
+        description="Extra librdkafka properties for the DLQ producer; acks (all) and "
+        "enable.idempotence (true) cannot be set here.",
     )
     assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
         "cooperative-sticky", description="partition.assignment.strategy of the consumer group."
@@ -92,13 +134,43 @@ class KafkaSettings(_Section):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return yaml.safe_load(text)
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"not a valid JSON list ({exc})") from None
             return [t.strip() for t in text.split(",") if t.strip()]
         return value
 
+    @field_validator("topics")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if topic.startswith("^"):
+                try:
+                    re.compile(topic)
+                except re.error as exc:
+                    raise ValueError(
+                        f"{topic!r} is not a valid regular expression ({exc})"
+                    ) from None
+        return value
+
+    @field_validator("consumer")
+    @classmethod
+    def _consumer_keeps_the_contract(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _refuse_protected(value, PROTECTED_CONSUMER)
+
+    @field_validator("producer")
+    @classmethod
+    def _producer_keeps_the_contract(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _refuse_protected(value, PROTECTED_PRODUCER)
+
 
 class AmberfloSettings(_Section):
-    api_key: SecretStr = Field(description="Amberflo API key (sent as X-API-KEY).")
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="Amberflo API key (sent as X-API-KEY).",
+        json_schema_extra=REQUIRED_BY_RUN,
+    )
     base_url: str = Field(
         "https://app.amberflo.io", description="Base URL for every Amberflo API call."
     )
@@ -136,7 +208,13 @@ class SinkSettings(_Section):
         description="Records held in the process before consumption pauses (backpressure).",
     )
     retry_initial_s: float = Field(0.5, gt=0, le=60, description="First backoff delay.")
-    retry_max_s: float = Field(30.0, gt=0, le=3600, description="Longest backoff delay.")
+    retry_max_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest backoff delay, and the longest Retry-After honoured (a longer or "
+        "unparseable one is capped or ignored).",
+    )
     retry_timeout_s: float | None = Field(
         None,
         gt=0,
@@ -312,8 +390,8 @@ class Settings(BaseSettings):
     )
     _yaml_file: ClassVar[Path | None] = None
 
-    kafka: KafkaSettings
-    amberflo: AmberfloSettings
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    amberflo: AmberfloSettings = Field(default_factory=AmberfloSettings)  # type: ignore[arg-type]
     sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
     dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
     transform: TransformSettings = Field(default_factory=TransformSettings)  # type: ignore[arg-type]
@@ -370,7 +448,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_source = _YamlSource(settings_cls, cls._yaml_file)
+        yaml_source = _yaml_source(settings_cls, cls._yaml_file)
         return (init_settings, env_settings, _Shorthands(yaml_source))
 
     @property
@@ -386,29 +464,24 @@ class Settings(BaseSettings):
         return self.dlq.topic or f"{source_topic}.dlq"
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self._data: dict[str, Any] = {}
-        if path is None:
-            return
+def _yaml_source(settings_cls: type[BaseSettings], path: Path | None) -> YamlConfigSettingsSource:
+    """pydantic-settings' YAML source, its failures turned into one line naming the file."""
+    if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            path.open(encoding="utf-8").close()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if loaded is None:
-            return
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the config file must hold a mapping at the top level")
-        self._data = loaded
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+    try:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: the config file must hold a mapping at the top level") from exc
 
 
 class _Shorthands(PydanticBaseSettingsSource):
@@ -430,113 +503,61 @@ class _Shorthands(PydanticBaseSettingsSource):
         return data
 
 
-def env_name(loc: tuple[int | str, ...]) -> str:
-    """The environment variable that sets the field at ``loc``; inside ``mappings`` (a YAML
-    list) the key as written in the file, e.g. ``mappings[0].customer_id.path``."""
-    if len(loc) > 1 and loc[0] == "mappings":
-        text = "mappings"
-        for part in loc[1:]:
-            text += f"[{part}]" if isinstance(part, int) else f".{part}"
-        return text
-    if len(loc) > 2 and loc[:2] == ("meters", "definitions"):  # the file's meters: [...] list
-        return f"meters[{loc[2]}]" + "".join(f".{part}" for part in loc[3:])
-    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
-
-
-def _describe(err: dict[str, Any]) -> str:
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    got = err.get("input")
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        bound = {
-            "greater_than_equal": f"must be ≥ {ctx.get('ge')}",
-            "less_than_equal": f"must be ≤ {ctx.get('le')}",
-            "greater_than": f"must be > {ctx.get('gt')}",
-            "less_than": f"must be < {ctx.get('lt')}",
-        }[kind]
-        return f"{bound} (got {got})"
-    if kind == "extra_forbidden":
-        return "is not a known setting"
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    text = msg[0].lower() + msg[1:] if msg else "invalid"
-    if (
-        isinstance(got, str | int | float)
-        and "api_key" not in str(err.get("loc"))
-        and repr(got) not in text
-    ):
-        text += f" (got {got!r})"
-    return text
-
-
-def _range_message(loc: tuple[int | str, ...], err: dict[str, Any]) -> str | None:
-    """'must be between A and B' when the field has both bounds."""
-    info = _field_info(loc)
-    if info is None:
-        return None
-    lo = hi = None
-    for meta in info.metadata:
-        lo = getattr(meta, "ge", lo) if getattr(meta, "ge", None) is not None else lo
-        hi = getattr(meta, "le", hi) if getattr(meta, "le", None) is not None else hi
-    if lo is None or hi is None:
-        return None
-    return f"must be between {lo} and {hi} (got {err.get('input')})"
-
-
-def _field_info(loc: tuple[int | str, ...]) -> Any:
-    model: Any = Settings
-    info = None
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return None
-        info = fields[part]
-        model = info.annotation
-    return info
-
-
-def _required_leaves(loc: tuple[int | str, ...]) -> list[tuple[int | str, ...]]:
-    """A missing section is reported as its missing required keys, not as the section."""
-    info = _field_info(loc)
-    model = getattr(info, "annotation", None)
-    fields = getattr(model, "model_fields", None)
-    if not fields:
-        return [loc]
-    return [(*loc, name) for name, sub in fields.items() if sub.is_required()]
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    lines: list[str] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if err["type"] == "missing":
-            lines.extend(f"{env_name(sub)}: is required" for sub in _required_leaves(loc))
-            continue
-        message = None
-        if err["type"] in ("greater_than_equal", "less_than_equal"):
-            message = _range_message(loc, dict(err))
-        lines.append(f"{env_name(loc)}: {message or _describe(dict(err))}")
-    return lines
-
-
 def load_settings(
     config_file: Path | str | None = None, *, for_run: bool = True, **overrides: Any
 ) -> Settings:
     """Load and validate. Raises ``ConfigError`` whose message has one line per problem.
 
-    ``for_run=False`` is for commands that never touch Kafka (meters, customers, usage): the
-    source topics are then not required (a placeholder stands in; the command must not read
-    them).
+    ``for_run`` (``run``, ``config check``): the settings marked ``REQUIRED_BY_RUN`` must be
+    given, and the librdkafka properties must build a consumer and a producer.  The dlq tools
+    load with ``for_run=False`` (they need neither the API key nor the source topics), and so
+    do the Amberflo commands, which require the API key themselves (``cli.options``).
     """
+    problems = env_json_problems(Settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
     path = config_file or os.environ.get(CONFIG_FILE_ENV) or None
     Settings._yaml_file = Path(path) if path else None
-    if not for_run:
-        overrides.setdefault("kafka", {"topics": [NO_TOPICS]})
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError("\n".join(format_validation_error(exc))) from exc
+        raise ConfigError("\n".join(format_validation_error(Settings, exc))) from exc
+    except SettingsError as exc:  # a parse failure _env_json_problems did not foresee
+        raise ConfigError(" ".join(str(exc).split())) from exc
     finally:
         Settings._yaml_file = None
+    if for_run:
+        problems = [f"{name}: is required" for name in _missing_for_run(settings)]
+        if not problems:
+            from connector.kafka import config_problems
+
+            problems = config_problems(settings)
+        if problems:
+            raise ConfigError("\n".join(problems))
+    return settings
+
+
+def _missing_for_run(settings: Settings) -> list[str]:
+    missing = []
+    for name, info, _ann, value in _walk_values(settings):
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("required_by") == "run":
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if not value:
+                missing.append(name)
+    return missing
+
+
+def _walk_values(obj: BaseModel, loc: tuple[str, ...] = ()) -> list[tuple[str, Any, Any, Any]]:
+    rows: list[tuple[str, Any, Any, Any]] = []
+    for name, info in type(obj).model_fields.items():
+        value = getattr(obj, name)
+        if isinstance(value, BaseModel):
+            rows.extend(_walk_values(value, (*loc, name)))
+        else:
+            rows.append((env_name((*loc, name)), info, info.annotation, value))
+    return rows
 
 
 def _walk(model: type[BaseModel], loc: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
@@ -567,7 +588,8 @@ def reference_markdown() -> str:
         "| --- | --- | --- |",
     ]
     for name, info, _ann in _walk(Settings, ()):
-        if info.is_required():
+        extra = info.json_schema_extra
+        if info.is_required() or (isinstance(extra, dict) and extra.get("required_by")):
             default = "**required**"
         elif info.default_factory is not None:
             default = f"`{info.default_factory()}`"

@@ -12,6 +12,9 @@ from connector.cli.options import (
     time_option,
 )
 
+PAGE_ROWS = 100
+"""Dead letters per printed table page of ``dlq inspect`` (the most it holds at once)."""
+
 
 @click.group()
 def dlq() -> None:
@@ -38,7 +41,11 @@ def dlq_inspect(
     Reads from the beginning with a throwaway consumer (assign(), no group join, no commit)
     and prints a table — or, with --json, one JSON object per line holding the full record
     and headers (bytes as UTF-8 text, or base64 with a *_base64 flag) — then a summary line
-    counting them by stage and error class (on stderr with --json).
+    counting them by stage and error class (on stderr with --json). Rows are printed as they
+    are read, the table in pages of 100 rows, so a topic of any size streams through in
+    bounded memory. Needs only the Kafka settings (no API key, no source topics with --topic).
+
+    Example: amberflo-connector dlq inspect --topic usage-events.dlq --stage transform
     """
     import orjson
     from rich.console import Console
@@ -47,11 +54,23 @@ def dlq_inspect(
     from connector.dlq.inspect import read_dead_letters as read
     from connector.settings import load_settings
 
-    settings = load_settings(config_file)
+    settings = load_settings(config_file, for_run=False)
     names = list(topics) or default_topics(settings)
     err = Console(stderr=True)
+    out = Console()
+    if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
+        out = Console(width=200)
     summary = Summary()
-    shown: list[DeadLetterView] = []
+    page: list[DeadLetterView] = []
+    title: str | None = ", ".join(names)
+
+    def show_page() -> None:
+        nonlocal title
+        if page:
+            out.print(letters_table(page, title=title))
+            out.file.flush()
+            page.clear()
+            title = None
 
     def missing(topic: str) -> None:
         err.print(f"{topic}: no such topic (no dead letters yet)")
@@ -63,18 +82,16 @@ def dlq_inspect(
         if as_json:
             click.echo(orjson.dumps(letter.to_json()).decode())
         else:
-            shown.append(letter)
+            page.append(letter)
+            if len(page) >= PAGE_ROWS:
+                show_page()
         if limit is not None and summary.total >= limit:
             break
     line = summary.line() + (" (--limit reached)" if limit and summary.total >= limit else "")
     if as_json:
         click.echo(line, err=True)
         return
-    if shown:
-        out = Console()
-        if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
-            out = Console(width=200)
-        out.print(letters_table(shown, title=", ".join(names)))
+    show_page()
     click.echo(line)
 
 
@@ -118,7 +135,7 @@ def dlq_replay(
     from connector.dlq.replay import Replayer, ReplayReport
     from connector.settings import load_settings
 
-    settings = load_settings(config_file)
+    settings = load_settings(config_file, for_run=False)
     names = list(topics) or default_topics(settings)
     err = Console(stderr=True)
     with Progress(

@@ -63,9 +63,12 @@ def time_option(
 
 
 def configure_logging(log: LogSettings) -> None:
-    """Root level and format from ``log``; then each logger named in ``log.levels``."""
+    """Root level and format from ``log``; then each logger named in ``log.levels``.
+    ``--debug`` (on the command group) sets the root level to DEBUG whatever ``log.level``."""
+    ctx = click.get_current_context(silent=True)
+    debug = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("debug"))
     root = logging.getLogger()
-    root.setLevel(log.level)
+    root.setLevel(logging.DEBUG if debug else log.level)
     if log.format == "json":
         from connector.logs import JsonFormatter
 

@@ -39,6 +39,7 @@ def run(config_file: str | None, workers: int) -> None:
 
     settings = load_settings(config_file)
     configure_logging(settings.log)
+    logging.getLogger("connector").debug("settings: %s", settings.model_dump_json())
     if settings.meters.sync_on_start:
         _sync_meters(settings)
         os.environ["CONNECTOR_METERS__SYNC_ON_START"] = "false"  # --workers: done once, here

@@ -31,7 +31,7 @@ from connector.dlq.publish import (
     AMBERFLO_PREFIX,
     CONNECT_PREFIX,
 )
-from connector.errors import FatalError
+from connector.errors import ConfigError, FatalError
 from connector.formats.ids import ORIGIN_HEADER
 from connector.kafka import client_config
 from connector.records import Headers
@@ -266,6 +266,8 @@ class DeadLetterView:
 
 def default_topics(settings: Settings) -> list[str]:
     """The DLQ topic of each configured source topic (patterns have none to derive)."""
+    if settings.dlq.topic:
+        return [settings.dlq.topic]
     out: list[str] = []
     for t in settings.kafka.topics:
         if t.startswith("^"):
@@ -274,9 +276,9 @@ def default_topics(settings: Settings) -> list[str]:
         if name not in out:
             out.append(name)
     if not out:
-        raise FatalError(
-            "no dead-letter topic to read: CONNECTOR_KAFKA__TOPICS holds only patterns; give "
-            "--topic or CONNECTOR_DLQ__TOPIC"
+        raise ConfigError(
+            "no dead-letter topic to read: give --topic, or set CONNECTOR_DLQ__TOPIC or "
+            "CONNECTOR_KAFKA__TOPICS (patterns have no DLQ topic to derive)"
         )
     return out
 

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connector import __version__, metrics
 from connector.errors import FatalError
-from connector.kafka import client_config, ensure_topics
+from connector.kafka import dlq_producer_config, ensure_topics
 from connector.records import DeadLetter, Headers
 from connector.settings import Settings
 
@@ -50,10 +50,6 @@ AMBERFLO_ERROR_HEADERS = frozenset(
 CONNECT_STAGES = {"decode": "VALUE_CONVERTER", "transform": "TRANSFORMATION", "sink": "TASK_PUT"}
 """Kafka Connect's ``Stage`` name for each of our stages."""
 ERRORS_MODULE = "connector.errors"
-DLQ_MESSAGE_MAX_BYTES = 16 * 1024 * 1024 + 64 * 1024
-"""Default ``message.max.bytes`` of the DLQ producer: a dead letter is its record plus headers,
-and a record the broker accepted must not be too large to dead-letter (override with
-``CONNECTOR_KAFKA__PRODUCER``; the DLQ topic's ``max.message.bytes`` must allow it too)."""
 PERMANENT_PRODUCE_ERRORS = frozenset(
     {
         KafkaError.MSG_SIZE_TOO_LARGE,
@@ -140,17 +136,7 @@ class DeadLetterPublisher:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        conf: dict[str, Any] = {
-            **client_config(settings),
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "message.timeout.ms": 60_000,
-            "message.max.bytes": DLQ_MESSAGE_MAX_BYTES,
-            "client.id": "amberflo-connector-dlq",
-            **settings.kafka.producer,
-        }
-        self._producer = Producer(conf)
+        self._producer = Producer(dlq_producer_config(settings, "amberflo-connector-dlq"))
         self._known: set[str] = set()
         self._retry: list[tuple[float, DeadLetter, Callable[[], None], Callable[[], bool]]] = []
         self.in_flight = 0

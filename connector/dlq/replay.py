@@ -57,9 +57,8 @@ from connector.dlq.inspect import (
     partitions_of,
     scan,
 )
-from connector.dlq.publish import DLQ_MESSAGE_MAX_BYTES
 from connector.errors import FatalError
-from connector.kafka import client_config
+from connector.kafka import client_config, dlq_producer_config
 from connector.settings import Settings
 
 WINDOW = 500
@@ -289,15 +288,7 @@ class Replayer:
     def _get_producer(self) -> Producer:
         if self._producer is None:
             self._producer = Producer(
-                {
-                    **self._conf,
-                    "acks": "all",
-                    "enable.idempotence": True,
-                    "linger.ms": 5,
-                    "message.max.bytes": DLQ_MESSAGE_MAX_BYTES,
-                    "client.id": "amberflo-connector-dlq-replay",
-                    **self.settings.kafka.producer,
-                }
+                dlq_producer_config(self.settings, "amberflo-connector-dlq-replay")
             )
         return self._producer
 

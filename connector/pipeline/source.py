@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from connector import metrics
 from connector.errors import FatalError
-from connector.kafka import client_config
+from connector.kafka import consumer_config
 from connector.settings import Settings
 
 log = logging.getLogger("connector.source")
@@ -34,31 +34,14 @@ class Source:
         on_stats: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
-        k = settings.kafka
+        # librdkafka statistics (consumer lag per partition) every 5 s, parsed on the main
+        # thread inside consume(): a few hundred µs each time (the user's
+        # CONNECTOR_KAFKA__CONSUMER, inside consumer_config, may change the interval).
+        stats = {"statistics.interval.ms": 5000, "stats_cb": on_stats} if on_stats else {}
         self._conf: dict[str, Any] = {
-            **client_config(settings),
-            "group.id": k.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": k.assignment_strategy,
-            "queued.max.messages.kbytes": k.fetch_queue_kbytes,
-            # A fetch waits at most this long for data (librdkafka's default is 500 ms).  A
-            # broker that holds a fetch until this timeout even when data is there (Tansu
-            # does) otherwise adds up to 500 ms to every record's delay: p99 at 20k
-            # records/s went 469 → 272 ms.  Idle, it only means 10 fetches/s per broker.
-            "fetch.wait.max.ms": 100,
-            # Once the prefetch queue holds ``fetch_queue_kbytes``, librdkafka postpones the
-            # next fetch of every partition by this much (its default: 1000 ms).  A worker
-            # slower than the fetcher (every real one) then drains the queue and sits idle
-            # until the pause ends: 78k records/s at most here, 186k with 20 ms.
-            "fetch.queue.backoff.ms": 20,
-            "client.id": "amberflo-connector",
+            **stats,
+            **consumer_config(settings),
             "error_cb": self._on_error,
-            # librdkafka statistics (consumer lag per partition) every 5 s, parsed on the
-            # main thread inside consume(): a few hundred µs each time.
-            **({"statistics.interval.ms": 5000, "stats_cb": on_stats} if on_stats else {}),
-            **k.consumer,
         }
         self._callbacks = (on_assign, on_revoke, on_lost)
         self.consumer = Consumer(self._conf)

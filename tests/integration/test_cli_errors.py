@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from tests.conftest import Emulator
 from tests.integration.harness import committed, connector_env, produce, read_all
@@ -94,3 +96,94 @@ def test_wrong_api_key_stops_with_nothing_committed_or_dead_lettered(
     assert "wrong-key" not in res.stderr + res.stdout
     assert committed(kafka_broker, "g401", topic, 1)[0] < 0
     assert read_all(kafka_broker, f"{topic}.dlq", 1, timeout=3) == []
+
+
+# Every configuration mistake: exit 2, ONE line naming the key (or the file and line), no
+# traceback — for run, config check and the dlq commands alike.  (command, env, files, needle)
+BAD_CONFIGS: list[tuple[str, dict[str, str], dict[str, str], str]] = [
+    ("run", {"CONNECTOR_SINK__BATCH_SIZE": "0"}, {}, "CONNECTOR_SINK__BATCH_SIZE: must be"),
+    ("run", {"CONNECTOR_KAFKA__CONSUMER": "{bad"}, {}, "CONNECTOR_KAFKA__CONSUMER: not a valid"),
+    ("config check", {"CONNECTOR_KAFKA__CONSUMER": '{"a": [1]}'}, {}, "'a': must be a string"),
+    ("config check", {"CONNECTOR_KAFKA__PRODUCER": "[1, 2]"}, {}, "CONNECTOR_KAFKA__PRODUCER: "),
+    ("run", {"CONNECTOR_KAFKA__CONSUMER": '{"foo.bar": 1}'}, {}, 'property: "foo.bar"'),
+    ("run", {"CONNECTOR_KAFKA__CONSUMER": '{"session.timeout.ms": "x"}'}, {}, "session.timeout"),
+    ("run", {"CONNECTOR_KAFKA__CONSUMER": '{"enable.auto.commit": true}'}, {}, "enable.auto.c"),
+    ("config check", {"CONNECTOR_KAFKA__CONSUMER": '{"enable.auto.offset.store": 1}'}, {}, "store"),
+    ("run", {"CONNECTOR_KAFKA__CONSUMER": '{"isolation.level": "read_uncommitted"}'}, {}, "isol"),
+    ("run", {"CONNECTOR_KAFKA__PRODUCER": '{"acks": 1}'}, {}, "'acks' cannot be overridden"),
+    ("run", {"CONNECTOR_KAFKA__PRODUCER": '{"enable.idempotence": false}'}, {}, "idempotence"),
+    ("config check", {"CONNECTOR_KAFKA__TOPICS": '["a", '}, {}, "CONNECTOR_KAFKA__TOPICS: not"),
+    ("run", {"CONNECTOR_KAFKA__TOPICS": "^usage[.*"}, {}, "not a valid regular expression"),
+    ("run", {"CONNECTOR_SINK__GZIP": "maybe"}, {}, "CONNECTOR_SINK__GZIP: "),
+    ("run", {"CONNECTOR_KAFKA__COMMIT_INTERVAL_MS": "soon"}, {}, "COMMIT_INTERVAL_MS: input"),
+    ("config check", {"CONNECTOR_METRICS_PORT": "70000"}, {}, "CONNECTOR_METRICS_PORT: must be"),
+    ("config check", {"CONNECTOR_LOG_LEVEL": "LOUD"}, {}, "CONNECTOR_LOG_LEVEL: "),
+    ("run", {"CONNECTOR_AMBERFLO__API_KEY": ""}, {}, "CONNECTOR_AMBERFLO__API_KEY: is required"),
+    ("run", {"CONNECTOR_AMBERFLO__BASE_URL": "ftp://x"}, {}, "BASE_URL: must start with http"),
+    ("run", {"CONNECTOR_CONFIG_FILE": "{d}/c.yaml"}, {"c.yaml": "sink:\n  gzip: [yes\n"}, "line 3"),
+    ("run", {"CONNECTOR_CONFIG_FILE": "{d}/c.yaml"}, {"c.yaml": "- a\n- b\n"}, "a mapping"),
+    ("config check", {"CONNECTOR_CONFIG_FILE": "{d}/none.yaml"}, {}, "none.yaml: cannot read"),
+    ("run", {"CONNECTOR_CONFIG_FILE": "{d}/c.yaml"}, {"c.yaml": "sink: {batchsize: 3}"}, "BATCHS"),
+    ("run", {"CONNECTOR_CONFIG_FILE": "{d}/c.yaml"}, {"c.yaml": "sink: 5"}, "CONNECTOR_SINK: "),
+    ("dlq inspect", {"CONNECTOR_SINK__MAX_IN_FLIGHT": "0"}, {}, "CONNECTOR_SINK__MAX_IN_FLIGHT"),
+    ("dlq replay", {"CONNECTOR_KAFKA__CONSUMER": '{"isolation.level": "x"}'}, {}, "isolation"),
+    ("dlq inspect", {"CONNECTOR_KAFKA__TOPICS": "^p.*"}, {}, "give --topic"),
+    ("run --workers 0", {}, {}, "'--workers': 0 is not in the range"),
+]
+
+
+def test_every_configuration_mistake_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    base = {
+        **clean_env(),
+        "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",  # never reached: config first
+        "CONNECTOR_KAFKA__TOPICS": "usage",
+        "CONNECTOR_AMBERFLO__API_KEY": "k",
+        "CONNECTOR_AMBERFLO__BASE_URL": "http://127.0.0.1:1",
+        "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "1",
+    }
+
+    def attempt(i: int) -> tuple[str, subprocess.CompletedProcess[str]]:
+        command, env, files, needle = BAD_CONFIGS[i]
+        d = tmp_path / str(i)
+        d.mkdir()
+        for name, text in files.items():
+            (d / name).write_text(text)
+        res = subprocess.run(
+            [sys.executable, "-m", "connector", *command.split()],
+            env={**base, **{k: v.replace("{d}", str(d)) for k, v in env.items()}},
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return needle, res
+
+    assert len(BAD_CONFIGS) >= 20
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(attempt, range(len(BAD_CONFIGS))))
+    for (command, env, _files, _), (needle, res) in zip(BAD_CONFIGS, results, strict=True):
+        output = (res.stdout + res.stderr).strip()
+        case = f"{command} with {env}: {output!r}"
+        assert res.returncode == 2, case
+        assert len(output.splitlines()) == 1, case
+        assert "Traceback" not in output, case
+        assert needle in output, case
+
+
+def test_debug_shows_debug_logs_for_run() -> None:
+    env = {
+        **clean_env(),
+        "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "CONNECTOR_KAFKA__TOPICS": "usage",
+        "CONNECTOR_AMBERFLO__API_KEY": "secret-key",
+        "CONNECTOR_AMBERFLO__BASE_URL": "http://127.0.0.1:1",
+        "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "0.5",
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "connector", "--debug", "run"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert " DEBUG connector: settings: " in res.stderr
+    assert "secret-key" not in res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from tests.integration.harness import (
 )
 
 T0 = 1_767_225_600_000
+API_KEY_ENV = "CONNECTOR_AMBERFLO__API_KEY"
 TOO_LATE = 10**15
 
 
@@ -205,6 +207,11 @@ def test_inspect_table_json_stage_and_limit_without_touching_any_group(
     # nothing was committed for the connector's group on the DLQ, nor moved on the source
     assert committed(kafka_broker, group, f"{topic}.dlq", 1)[0] < 0
     assert committed(kafka_broker, group, topic, 1)[0] == 4
+    # the dlq tools need neither the Amberflo key nor the source topics
+    bare = {k: v for k, v in env.items() if k not in (API_KEY_ENV, "CONNECTOR_KAFKA__TOPICS")}
+    plain = cli(bare, "inspect", "--topic", f"{topic}.dlq", "--wait", "0.5")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.splitlines()[-1] == lines[-1]
     missing = cli(env, "inspect", "--topic", f"nope-{name()}", "--wait", "0.5")
     assert missing.returncode == 0 and "no such topic" in missing.stderr
     assert missing.stdout.strip() == "0 dead letters"
@@ -491,3 +498,35 @@ def test_replay_headers_routing_filters_and_dry_run(
         ("amberflo.replay.count", b"2"),
         ("amberflo.replay.source", f"{dlq}/0/2".encode()),
     ]
+
+
+def test_inspect_streams_rows_before_the_topic_is_read_to_the_end(
+    kafka_broker: str, topic_factory: Callable[..., str]
+) -> None:
+    source, dlq = f"src-{name()}", topic_factory(1, prefix="dlq")
+    craft(kafka_broker, dlq, dead_letters(150, source, 1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    env["CONNECTOR_KAFKA__BOOTSTRAP_SERVERS"] = kafka_broker  # and nothing else
+    # --wait 30: the end of the topic is assumed only 30 s after its last record, so every row
+    # seen before then was printed while reading, not collected until the end.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "dlq", "inspect", "--topic", dlq, "--wait", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    rows = 0
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while rows < 100 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            rows += f"{source}/" in line
+        assert rows >= 100, f"only {rows} rows printed before the end of the topic"
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)

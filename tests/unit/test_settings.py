@@ -1,9 +1,11 @@
+import json
 from pathlib import Path
 
 import pytest
 
 from connector.errors import ConfigError
-from connector.settings import Settings, load_settings
+from connector.kafka import consumer_config, dlq_producer_config
+from connector.settings import PROTECTED_CONSUMER, PROTECTED_PRODUCER, Settings, load_settings
 
 BASE = {"CONNECTOR_KAFKA__TOPICS": "usage", "CONNECTOR_AMBERFLO__API_KEY": "secret-key"}
 
@@ -38,10 +40,15 @@ def test_topics_comma_or_json(env: pytest.MonkeyPatch) -> None:
 
 
 def test_consumer_passthrough_map(env: pytest.MonkeyPatch) -> None:
-    env.setenv(
-        "CONNECTOR_KAFKA__CONSUMER", '{"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}'
-    )
-    assert load_settings().kafka.consumer == {"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}
+    given = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": "u",
+        "sasl.password": "p",
+        "fetch.min.bytes": 1,
+    }
+    env.setenv("CONNECTOR_KAFKA__CONSUMER", json.dumps(given))
+    assert load_settings().kafka.consumer == given
 
 
 def test_api_key_is_secret(env: pytest.MonkeyPatch) -> None:
@@ -178,3 +185,101 @@ def test_configure_logging_sets_each_named_logger(env: pytest.MonkeyPatch) -> No
     finally:
         root.setLevel(saved[0])
         sink.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "value"),
+    [
+        ("CONNECTOR_KAFKA__CONSUMER", "enable.auto.commit", True),
+        ("CONNECTOR_KAFKA__CONSUMER", "auto.commit.enable", "true"),
+        ("CONNECTOR_KAFKA__CONSUMER", "enable.auto.offset.store", True),
+        ("CONNECTOR_KAFKA__CONSUMER", "isolation.level", "read_uncommitted"),
+        ("CONNECTOR_KAFKA__CONSUMER", "group.id", "other"),
+        ("CONNECTOR_KAFKA__PRODUCER", "acks", 1),
+        ("CONNECTOR_KAFKA__PRODUCER", "request.required.acks", 0),
+        ("CONNECTOR_KAFKA__PRODUCER", "enable.idempotence", False),
+    ],
+)
+def test_safety_critical_client_properties_cannot_be_overridden(
+    env: pytest.MonkeyPatch, variable: str, key: str, value: object
+) -> None:
+    env.setenv(variable, json.dumps({"fetch.min.bytes": 1, key: value}))
+    with pytest.raises(ConfigError) as info:
+        load_settings(for_run=False)
+    assert str(info.value) == (
+        f"{variable}: {key!r} cannot be overridden "
+        f"({PROTECTED_CONSUMER.get(key) or PROTECTED_PRODUCER[key]})"
+    )
+    assert info.value.exit_code == 2
+
+
+def test_clients_keep_the_delivery_contract_whatever_else_is_configured(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("CONNECTOR_KAFKA__CONSUMER", '{"fetch.wait.max.ms": 7, "client.id": "mine"}')
+    env.setenv("CONNECTOR_KAFKA__PRODUCER", '{"linger.ms": 50}')
+    s = load_settings()
+    consumer = consumer_config(s)
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert consumer["isolation.level"] == "read_committed"  # aborted usage is never billed
+    assert consumer["fetch.wait.max.ms"] == 7 and consumer["client.id"] == "mine"
+    producer = dlq_producer_config(s, "x")
+    assert producer["acks"] == "all" and producer["enable.idempotence"] is True
+    assert producer["linger.ms"] == 50
+
+
+def test_librdkafka_properties_are_checked_by_building_the_clients(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("CONNECTOR_KAFKA__CONSUMER", '{"no.such.thing": 1}')
+    with pytest.raises(ConfigError, match=r"^CONNECTOR_KAFKA__CONSUMER: No such configuration"):
+        load_settings()
+    env.setenv("CONNECTOR_KAFKA__CONSUMER", "{}")
+    env.setenv("CONNECTOR_KAFKA__PRODUCER", '{"batch.size": "big"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        'CONNECTOR_KAFKA__PRODUCER: Invalid value for configuration property "batch.size"'
+    )
+
+
+def test_dlq_tools_need_neither_the_api_key_nor_the_topics(env: pytest.MonkeyPatch) -> None:
+    env.delenv("CONNECTOR_AMBERFLO__API_KEY")
+    env.delenv("CONNECTOR_KAFKA__TOPICS")
+    env.setenv("CONNECTOR_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092")
+    assert load_settings(for_run=False).kafka.bootstrap_servers == "kafka:9092"
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).splitlines() == [
+        "CONNECTOR_KAFKA__TOPICS: is required",
+        "CONNECTOR_AMBERFLO__API_KEY: is required",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CONNECTOR_KAFKA__CONSUMER", "{bad", "CONNECTOR_KAFKA__CONSUMER: not a valid JSON map"),
+        ("CONNECTOR_KAFKA__PRODUCER", '{"a": [1]}', "CONNECTOR_KAFKA__PRODUCER: 'a': must be a"),
+        ("CONNECTOR_KAFKA__TOPICS", '["a", ', "CONNECTOR_KAFKA__TOPICS: not a valid JSON list"),
+        ("CONNECTOR_KAFKA__TOPICS", "^us(age", "CONNECTOR_KAFKA__TOPICS: '^us(age' is not a"),
+    ],
+)
+def test_malformed_env_values_are_one_line_naming_the_variable(
+    env: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    env.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert len(str(info.value).splitlines()) == 1
+    assert str(info.value).startswith(expected)
+
+
+def test_yaml_syntax_error_names_the_line(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  topics: [a, b\nsink:\n  batch_size: 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert str(info.value).startswith(f"{cfg}: not valid YAML at line 3, column ")
+    assert len(str(info.value).splitlines()) == 1
