@@ -6,7 +6,8 @@ client's calls (customers, plans, meters, usage) back off the same way.
 
 * ``RetryableError`` (5xx, 408, timeouts, refused connections) → exponential backoff with
   jitter from ``initial_s`` up to ``max_s`` (``CONNECTOR_SINK__RETRY_INITIAL_S`` /
-  ``…_RETRY_MAX_S``); a ``ThrottledError`` (429/503) waits at least its ``Retry-After``;
+  ``…_RETRY_MAX_S``); a ``ThrottledError`` (429/503) waits at least its ``Retry-After``,
+  but never longer than ``max_s`` (``amberflo.status`` already dropped one that is no delay);
 * after ``timeout_s`` of failures (``None``: never) → ``FatalError`` naming ``timeout_key``;
 * when ``abort`` is set (shutdown) → ``Abandoned`` at once, also in the middle of a wait;
 * anything else (``FatalError``, a rejection) propagates at once, unretried.
@@ -43,6 +44,9 @@ T = TypeVar("T")
 
 STUCK_LOG_INTERVAL_S = 60.0
 """After this long failing, a call logs one ERROR line per interval instead of warnings."""
+STILL_WAITING_LOG_S = 60.0
+"""A call waiting this long for its next attempt says so again (a long back-off or
+Retry-After must not look like a hang)."""
 
 
 class RetryPolicy:
@@ -72,6 +76,7 @@ class RetryPolicy:
         self._stop = stop_when_event_set(self.abort) | (
             stop_after_delay(timeout_s) if timeout_s is not None else stop_never
         )
+        self.max_s = max_s
         self._backoff = wait_exponential_jitter(multiplier=initial_s, max=max_s)
 
     @classmethod
@@ -112,7 +117,8 @@ class RetryPolicy:
         delay = float(self._backoff(rs))
         exc = rs.outcome.exception() if rs.outcome else None
         if isinstance(exc, ThrottledError) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
+            # the server's wish, within our own ceiling (a Retry-After of 1e20 is not a plan)
+            delay = max(delay, min(exc.retry_after, self.max_s))
         return delay
 
     def _before_sleep(self, rs: RetryCallState) -> None:
@@ -142,11 +148,20 @@ class RetryPolicy:
         metrics.RETRIES.inc()
 
     def _sleep(self, seconds: float) -> None:
+        """Wait before the next attempt (at once on ``abort``), saying every
+        ``STILL_WAITING_LOG_S`` that the call is still waiting, however long the wait."""
         with self._lock:
             self.backing_off += 1
             metrics.BACKING_OFF.inc()
         try:
-            self.abort.wait(seconds)
+            deadline = time.monotonic() + seconds
+            while not self.abort.wait(min(STILL_WAITING_LOG_S, seconds)):
+                seconds = deadline - time.monotonic()
+                if seconds <= 0:
+                    break
+                self._log.warning(
+                    "%s still waiting to retry: next attempt in %.0fs", self.name, seconds
+                )
         finally:
             with self._lock:
                 self.backing_off -= 1

@@ -116,7 +116,8 @@ def format_validation_error(root: type[BaseModel], exc: ValidationError) -> list
             kinds.setdefault(name, []).append(str(err["loc"][len(loc)]))
         if name in lines and len(kinds.get(name, ())) > 1:
             got = err.get("input")
-            lines[name] = f"{name}: must be {' or '.join(kinds[name])}" + (
+            *others, last = kinds[name]
+            lines[name] = f"{name}: must be {', '.join(others)} or {last}" + (
                 f" (got {json.dumps(got)})" if _jsonable(got) else ""
             )
             continue

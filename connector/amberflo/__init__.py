@@ -1,6 +1,6 @@
 """Typed client for the Amberflo API (customers, plans, meters, usage, simple ingest)."""
 
-from connector.amberflo.client import AmberfloApiError, AmberfloClient, usage_query
+from connector.amberflo.client import AmberfloClient, usage_query
 from connector.amberflo.models import (
     ClientMeter,
     Customer,
@@ -9,6 +9,7 @@ from connector.amberflo.models import (
     UsageQuery,
     UsageReport,
 )
+from connector.amberflo.status import AmberfloApiError
 
 __all__ = [
     "AmberfloApiError",

@@ -44,10 +44,10 @@ from connector.amberflo.models import (
     UsageQuery,
     UsageReport,
 )
-from connector.errors import FatalError, RetryableError, ThrottledError
+from connector.amberflo.status import AmberfloApiError, classify
+from connector.errors import FatalError, RetryableError
 from connector.retry import RetryPolicy
 from connector.settings import Settings
-from connector.sinks.api import parse_retry_after
 
 JSON = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -56,18 +56,6 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://app.amberflo.io"
 PRICING_PATH = "/payments/pricing/amberflo/customer-pricing"
-
-
-class AmberfloApiError(FatalError):
-    """A 4xx answer other than 401/403/408/429: the request itself is wrong."""
-
-    def __init__(
-        self, message: str, *, status: int, code: str | None = None, details: Any = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.details = details
 
 
 def usage_query(
@@ -464,20 +452,16 @@ def _typed(model: type[M], doc: Any, method: str, path: str) -> M:
 
 
 def _error_for(method: str, url: str, response: requests.Response) -> Exception:
-    status = response.status_code
     message, code, details = _error_body(response)
-    where = f"HTTP {status} from {method} {url}"
-    if status in (401, 403):
-        return FatalError(f"Amberflo rejected the API key ({where}: {message}); check the key")
-    if status in (429, 503):
-        return ThrottledError(
-            f"{where}: {message}",
-            http_status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if status >= 500 or status == 408:
-        return RetryableError(f"{where}: {message}", http_status=status)
-    return AmberfloApiError(f"{where}: {message}", status=status, code=code, details=details)
+    error = classify(
+        response.status_code,
+        response.headers,
+        message,
+        f"{method} {url}",
+        code=code,
+        details=details,
+    )
+    return error or RetryableError(f"{method} {url}: unexpected HTTP {response.status_code}")
 
 
 def _error_body(response: requests.Response) -> tuple[str, str | None, Any]:

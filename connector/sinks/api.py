@@ -25,7 +25,6 @@ identical re-sent event.
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import logging
 import os
@@ -39,11 +38,11 @@ import requests.utils
 import urllib3
 
 from connector import __version__, metrics
+from connector.amberflo.status import classify as status_error
 from connector.errors import (
     EventRejected,
     FatalError,
     RetryableError,
-    ThrottledError,
 )
 from connector.records import MeterEvent
 from connector.retry import RetryPolicy
@@ -62,45 +61,13 @@ class _Rejected(Exception):
         self.status = status
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def classify(status: int, headers: dict[str, str] | None, body: str, url: str) -> Exception | None:
-    """The exception that a response means (None: success). Pure, so it is unit-tested."""
-    if 200 <= status < 300:
-        return None
+    """The exception a response means (None: success): ``amberflo.status.classify``, except
+    that 400 and 413 are ``_Rejected`` (bisected/halved by ``deliver``). Pure: unit-tested."""
     text = " ".join(body.split())
-    snippet = text[:300]
     if status in (400, 413):  # the detail names the offending event: keep more of it
         return _Rejected(status, f"HTTP {status}: {text[:REJECTION_DETAIL_CHARS]}")
-    if status in (401, 403):
-        return FatalError(
-            f"Amberflo rejected the API key (HTTP {status} from {url}); check "
-            "CONNECTOR_AMBERFLO__API_KEY"
-        )
-    if status in (429, 503):
-        # header names are case-insensitive (HTTP/2 and many servers send "retry-after")
-        given = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-        retry_after = parse_retry_after(given)
-        return ThrottledError(
-            f"HTTP {status} from {url}", http_status=status, retry_after=retry_after
-        )
-    if status >= 500 or status == 408:
-        return RetryableError(f"HTTP {status} from {url}: {snippet}", http_status=status)
-    return FatalError(f"unexpected HTTP {status} from {url}: {snippet}")
+    return status_error(status, headers, text[:300], url)
 
 
 class Sink:

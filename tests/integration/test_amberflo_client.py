@@ -16,9 +16,9 @@ from connector.amberflo import (
     PlanAssignment,
     usage_query,
 )
+from connector.amberflo.status import parse_retry_after as retry_after_seconds
 from connector.errors import FatalError, RetryableError, ThrottledError
 from connector.retry import RetryPolicy
-from connector.sinks.api import parse_retry_after as retry_after_seconds
 from tests.conftest import Emulator
 from tests.integration.emulator_support import T0, events_for, unique
 

@@ -42,10 +42,13 @@ def test_other_errors_are_not_retried() -> None:
     assert len(calls) == 1
 
 
-def test_throttling_waits_at_least_retry_after() -> None:
+def test_throttling_waits_at_least_retry_after_up_to_the_ceiling() -> None:
     calls, fn = flaky([ThrottledError("429", http_status=429, retry_after=0.3)])
-    RetryPolicy(0.001, 0.002, None).call(fn)
+    RetryPolicy(0.001, 1.0, None).call(fn)
     assert calls[1] - calls[0] >= 0.3
+    calls, fn = flaky([ThrottledError("429", http_status=429, retry_after=1e20)])
+    RetryPolicy(0.001, 0.05, None).call(fn)  # capped at max_s, not an OverflowError
+    assert calls[1] - calls[0] < 1
 
 
 def test_gives_up_after_the_timeout_naming_the_setting() -> None:

@@ -261,7 +261,11 @@ def test_dlq_tools_need_neither_the_api_key_nor_the_topics(env: pytest.MonkeyPat
     ("variable", "value", "expected"),
     [
         ("CONNECTOR_KAFKA__CONSUMER", "{bad", "CONNECTOR_KAFKA__CONSUMER: not a valid JSON map"),
-        ("CONNECTOR_KAFKA__PRODUCER", '{"a": [1]}', "CONNECTOR_KAFKA__PRODUCER: 'a': must be a"),
+        (
+            "CONNECTOR_KAFKA__PRODUCER",
+            '{"a": [1]}',
+            "CONNECTOR_KAFKA__PRODUCER__A: must be str, int",
+        ),
         ("CONNECTOR_KAFKA__TOPICS", '["a", ', "CONNECTOR_KAFKA__TOPICS: not a valid JSON list"),
         ("CONNECTOR_KAFKA__TOPICS", "^us(age", "CONNECTOR_KAFKA__TOPICS: '^us(age' is not a"),
     ],

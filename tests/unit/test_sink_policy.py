@@ -1,11 +1,13 @@
 import gzip
 
 import orjson
+import pytest
 
+from connector.amberflo.status import parse_retry_after
 from connector.errors import FatalError, RetryableError, ThrottledError
 from connector.records import MeterEvent
 from connector.settings import Settings
-from connector.sinks.api import Sink, classify, parse_retry_after
+from connector.sinks.api import Sink, classify
 
 URL = "http://x/ingest"
 
@@ -34,6 +36,11 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+
+
+@pytest.mark.parametrize("garbage", ["inf", "-inf", "nan", "-5", "soon", "1e400", "Fri, 99 Foo"])
+def test_retry_after_that_is_no_delay_counts_as_absent(garbage: str) -> None:
+    assert parse_retry_after(garbage) is None
 
 
 def test_encode_is_gzip_json_array_and_deterministic() -> None:
