@@ -251,6 +251,13 @@ class TransformSettings(_Section):
         description="Namespace of derived uniqueIds (a UUID or any text). Default: derived from "
         "the group id. Change it when a topic is recreated and its offsets restart at 0.",
     )
+    max_events_per_record: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most meter events one record may make (a native record's values map); "
+        "a record with more is dead-lettered (MappingError), not expanded.",
+    )
 
 
 class MeterDefinition(BaseModel):

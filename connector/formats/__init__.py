@@ -81,6 +81,7 @@ class Mappers:
 
     def __init__(self, settings: Settings) -> None:
         self._ids = UniqueIds(settings.unique_id_namespace)
+        self._max_events = settings.transform.max_events_per_record
         self._by_topic: dict[str, Mapper] = {}
         self._entries: list[tuple[Mapping, Decoder | None, Rules | None]] = []
         for i, mapping in enumerate(settings.mappings):
@@ -108,7 +109,7 @@ class Mappers:
 
     def _build(self, topic: str) -> Mapper:
         found = self.mapping_for(topic)
-        native = partial(map_json, ids=self._ids)
+        native = partial(map_json, ids=self._ids, max_events=self._max_events)
         if found is None:
             if self._entries:
                 log.info("topic %s: no mappings entry names it, read as native", topic)

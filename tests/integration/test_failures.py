@@ -151,7 +151,14 @@ def test_decode_and_mapping_failures_keep_the_record_and_say_why(
             json.dumps(event(m, 4, meterTimeInMillis=10**25)).encode(),
             "transform",
             "MappingError",
-            "meterTimeInMillis: must be below 2^64 (got 10000000000000000905969664)",
+            # the integer as written (orjson used to read it as the float 1e25)
+            "meterTimeInMillis: must be below 2^64 (got 10000000000000000000000000)",
+        ),
+        (  # used to become the float 1.8446744073709552e19 and be billed as that
+            json.dumps(event(m, 5, meterValue=2**64)).encode(),
+            "transform",
+            "MappingError",
+            "meterValue: must be within the 64-bit integer range (-2^63 … 2^64-1)",
         ),
     ]
     good = [event(m, i) for i in range(10)]

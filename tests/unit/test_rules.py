@@ -387,7 +387,7 @@ def test_golden_errors(
 
 
 def test_a_number_beyond_a_double_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="infinity"):
+    with pytest.raises(DecodeError, match="not valid JSON: Number out of range"):
         mapper(value={"path": "n"})(rec(b'{"tenant": {"id": "a"}, "n": 1e400}'))
 
 

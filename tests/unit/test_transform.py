@@ -253,3 +253,75 @@ def test_map_json_equals_the_general_path(
 def test_map_json_equals_the_general_path_on_edge_cases(raw: bytes | None) -> None:
     fast, general = _both(raw)
     assert fast == general
+
+
+HOSTILE = [
+    # (value bytes, error class, message start): dead letters, never a float or a crash
+    (
+        b'{"customerId": "c", "meterApiName": "m", "meterValue": 18446744073709551616}',
+        "MappingError",
+        "meterValue: must be within the 64-bit integer range",
+    ),
+    (
+        b'{"customerId": "c", "meterApiName": "m", "meterValue": -9223372036854775809}',
+        "MappingError",
+        "meterValue: must be within the 64-bit integer range",
+    ),
+    (
+        b'{"customerId": "c", "values": {"a": 1, "b": 99999999999999999999999}}',
+        "MappingError",
+        "values.b: must be within the 64-bit integer range",
+    ),
+    (
+        b'{"customerId": "c", "meterApiName": "m", "meterValue": 1e400}',
+        "DecodeError",
+        "not valid JSON",
+    ),
+    (
+        b'{"customerId": "c", "meterApiName": "m", "meterValue": NaN}',
+        "DecodeError",
+        "not valid JSON",
+    ),
+    (
+        b'{"customerId": "c", "meterApiName": "m", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "DecodeError",
+        "not valid JSON",
+    ),
+    (
+        b'{"customerId": "c", "values": {'
+        + b",".join(b'"m%d": 1' % i for i in range(5000))
+        + b"}}",
+        "MappingError",
+        "values: has 5000 meters, more than the 1000 events a record may make",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "error", "message"), HOSTILE, ids=[h[2][:40] for h in HOSTILE])
+def test_hostile_values_are_record_errors_on_both_paths(
+    raw: bytes, error: str, message: str
+) -> None:
+    fast, general = _both(raw)
+    assert fast == general
+    record = SourceRecord("usage", 0, 1, 1_700_000_000_000, None, raw)
+    with pytest.raises(RecordError) as info:
+        map_json(record, IDS)
+    assert type(info.value).__name__ == error
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_max_events_per_record_is_a_setting() -> None:
+    raw = b'{"customerId": "c", "values": {"a": 1, "b": 2, "c": 3}}'
+    record = SourceRecord("usage", 0, 1, 1_700_000_000_000, None, raw)
+    assert len(map_json(record, IDS, max_events=3)) == 3
+    with pytest.raises(RecordError, match="more than the 2 events"):
+        map_json(record, IDS, max_events=2)
+    s = Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"})
+    assert s.transform.max_events_per_record == 1000
+
+
+def test_a_multi_megabyte_record_maps_or_fails_by_its_fields_only() -> None:
+    big = "x" * (4 * 1024 * 1024)
+    raw = orjson.dumps({"customerId": "c", "meterApiName": "m", "junk": big, "meterValue": 2})
+    [event] = map_json(SourceRecord("usage", 0, 1, 1_700_000_000_000, None, raw), IDS)
+    assert event.meter_value == 2 and "junk" not in event.payload()
