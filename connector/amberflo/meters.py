@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connector.amberflo.client import AmberfloApiError, AmberfloClient
+from connector.amberflo.client import AmberfloClient
 from connector.amberflo.models import Meter
+from connector.amberflo.status import AmberfloApiError
 from connector.settings import MeterDefinition
 
 log = logging.getLogger("connector.meters")

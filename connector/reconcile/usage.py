@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from connector.amberflo.client import AmberfloApiError, AmberfloClient, usage_query
+from connector.amberflo.client import AmberfloClient, usage_query
 from connector.amberflo.models import Aggregation, Interval, UsageQuery, UsageReport
+from connector.amberflo.status import AmberfloApiError
 from connector.reconcile.model import Cell, Window
 
 BATCH = 50
