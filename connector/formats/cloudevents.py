@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from connector.errors import DecodeError, MappingError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from connector.settings import Settings
 
 STRUCTURED = "application/cloudevents"
+_STRUCTURED_JSON = b"application/cloudevents+json"
 REQUIRED = ("id", "source", "type")
 
 
@@ -95,32 +97,120 @@ def _binary(record: SourceRecord, headers: dict[str, str]) -> tuple[dict[str, An
     return event, None if not raw else _json(raw, "CloudEvent data")
 
 
+def _general(record: SourceRecord, want_identity: bool, want_time: bool) -> Envelope:
+    """The definition of the decoding (both modes); names what is wrong with a record."""
+    headers: dict[str, str] = {}
+    for k, v in record.headers:
+        if v is not None:
+            headers[k.lower()] = v.decode("utf-8", "replace")
+    if "ce_specversion" in headers:
+        event, data = _binary(record, headers)
+    else:
+        event, data = _structured(record.value, headers.get("content-type"))
+    version = event.get("specversion")
+    if version != "1.0":
+        raise DecodeError(f"not a CloudEvent 1.0: specversion is {version!r}")
+    for name in REQUIRED:
+        _attribute(event, name)
+    return _envelope(
+        data, event["source"], event["id"], event.get("time"), want_identity, want_time
+    )
+
+
+def _envelope(
+    data: Any, source: str, event_id: str, time: Any, want_identity: bool, want_time: bool
+) -> Envelope:
+    time_ms = None
+    if want_time and time is not None:
+        try:
+            time_ms = iso_ms(time, "time")
+        except MappingError as exc:
+            raise DecodeError(f"CloudEvent {exc}") from None
+    return Envelope(data, identity(source, event_id) if want_identity else None, time_ms)
+
+
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Event(msgspec.Struct):
+    """The common shape of a structured event, checked by msgspec in C while it decodes.
+    Anything it refuses (a missing attribute, ``data_base64``, …) goes the general way,
+    which stays the definition and names the problem."""
+
+    specversion: Literal["1.0"]
+    id: _Text
+    source: _Text
+    type: _Text
+    time: str | None = None
+    data: Any = None
+    data_base64: None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
 def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
     """The CloudEvents decoder of ``mapping`` (see the module docstring)."""
     want_identity = mapping.unique_id is None
     want_time = mapping.time is None
 
     def decode(record: SourceRecord) -> Envelope:
-        headers: dict[str, str] = {}
-        for k, v in record.headers:
-            if v is not None:
-                headers[k.lower()] = v.decode("utf-8", "replace")
-        if "ce_specversion" in headers:
-            event, data = _binary(record, headers)
-        else:
-            event, data = _structured(record.value, headers.get("content-type"))
-        version = event.get("specversion")
-        if version != "1.0":
-            raise DecodeError(f"not a CloudEvent 1.0: specversion is {version!r}")
-        for name in REQUIRED:
-            _attribute(event, name)
-        time_ms = None
-        if want_time and event.get("time") is not None:
+        raw = record.value
+        headers = record.headers
+        if raw is not None and (
+            not headers
+            or (
+                len(headers) == 1
+                and headers[0][1] == _STRUCTURED_JSON
+                and headers[0][0].lower() == "content-type"
+            )
+        ):
             try:
-                time_ms = iso_ms(event["time"], "time")
-            except MappingError as exc:
-                raise DecodeError(f"CloudEvent {exc}") from None
-        key = identity(event["source"], event["id"]) if want_identity else None
-        return Envelope(data, key, time_ms)
+                e = _decode_event(raw)
+            except msgspec.MsgspecError:
+                pass
+            else:
+                return _envelope(e.data, e.source, e.id, e.time, want_identity, want_time)
+        elif headers:
+            found = _binary_fast(record, want_identity, want_time)
+            if found is not None:
+                return found
+        return _general(record, want_identity, want_time)
 
     return decode
+
+
+def _binary_fast(record: SourceRecord, want_identity: bool, want_time: bool) -> Envelope | None:
+    """A binary-mode event with exact lower-case headers and JSON data, or None: the general
+    way then decides (and names the problem)."""
+    version = event_id = source = kind = time = content_type = None
+    for k, v in record.headers:
+        if k == "ce_id":
+            event_id = v
+        elif k == "ce_source":
+            source = v
+        elif k == "ce_specversion":
+            version = v
+        elif k == "ce_type":
+            kind = v
+        elif k == "ce_time":
+            time = v
+        elif k == "content-type":
+            content_type = v
+    if version != b"1.0" or not event_id or not source or not kind:
+        return None
+    if content_type is not None and content_type != b"application/json":
+        return None
+    raw = record.value
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    return _envelope(
+        data,
+        source.decode("utf-8", "replace"),
+        event_id.decode("utf-8", "replace"),
+        None if time is None else time.decode("utf-8", "replace"),
+        want_identity,
+        want_time,
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from connector.errors import MappingError
@@ -25,7 +25,6 @@ from connector.formats.paths import expr_getter, parse_path
 
 Check = Callable[[Any, str], Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def _kind(value: Any) -> str:
@@ -74,7 +73,10 @@ def iso_ms(value: Any, field: str) -> int:
         raise MappingError(field, f"is not an ISO-8601 time ({value!r})") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return check_time_ms((when - _EPOCH) // _MS, field)
+    since = when - _EPOCH
+    return check_time_ms(
+        since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000, field
+    )
 
 
 class Kind(NamedTuple):

@@ -386,6 +386,13 @@ def test_golden_errors(
     assert info.value.stage == ("decode" if error is DecodeError else "transform")
 
 
+def test_a_value_beyond_64_bits_is_a_mapping_error() -> None:
+    # orjson reads 2^64 - 1 as an int; their sum would crash the sink's encoder
+    m = mapper(value={"expr": "sum(items)"})
+    with pytest.raises(MappingError, match="must fit in 64 bits"):
+        m(rec({**T, "items": [2**64 - 1, 1]}))
+
+
 def test_a_number_beyond_a_double_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match="not valid JSON: Number out of range"):
         mapper(value={"path": "n"})(rec(b'{"tenant": {"id": "a"}, "n": 1e400}'))
