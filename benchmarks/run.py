@@ -29,6 +29,7 @@ from pathlib import Path
 from benchmarks import (
     bare_consume,
     emulator_ingest,
+    formats,
     latency,
     memory,
     pipeline,
@@ -40,6 +41,8 @@ from benchmarks.common import API_KEY, Emu, Figure, create_topic, emulator, log,
 from connector.embedded import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+FORMAT_RECORDS = 200_000
+"""Records per mapped format (figures 2j, 2c, …): enough for a stable rate, cheap to hold."""
 
 
 @contextmanager
@@ -122,6 +125,7 @@ def main() -> None:
     figs: dict[str, Figure] = {
         "1": Figure("1", "Bare consume loop (limit)", "records/s"),
         "2": Figure("2", "Decode + transform only", "records/s"),
+        **{w.key: Figure(w.key, w.title, "records/s") for w in formats.WORKLOADS},
         "3": Figure("3", "Full connector → emulator", "records/s"),
         "3b": Figure("3b", "Full connector → null sink", "records/s"),
         "4": Figure("4", "Consumer loop + official SDK → emulator", "records/s"),
@@ -138,6 +142,7 @@ def main() -> None:
     refused: list[int] = []
     sdk_complete: list[bool] = []
     produced_rates: list[float] = []
+    format_ratios: dict[str, list[float]] = {}
     drain_rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="amberflo-bench-") as tmp:
         workdir = Path(tmp)
@@ -149,6 +154,12 @@ def main() -> None:
             t = time.monotonic()
             produce(bootstrap, topic, n)
             log(f"produced {n:,} records to {topic} in {time.monotonic() - t:.1f}s")
+            n_formats = min(n, FORMAT_RECORDS)
+            format_topics = {}
+            for w in formats.WORKLOADS:
+                format_topics[w.key] = create_topic(bootstrap, f"bench-{w.key}")
+                formats.produce(bootstrap, format_topics[w.key], n_formats, w)
+            log(f"produced {n_formats:,} records per mapped format")
 
             for _ in range(reps):
                 figs["1"].samples.append(bare_consume.run(bootstrap, topic, n))
@@ -158,7 +169,19 @@ def main() -> None:
             for _ in range(reps):
                 figs["2"].samples.append(transform_only.run(bootstrap, topic, messages))
                 log(f"(2) decode + transform: {figs['2'].samples[-1]:,.0f} records/s")
-            del messages
+            # The mapped formats, each right after native on as many records, per repetition.
+            loaded = {
+                k: transform_only.load(bootstrap, t, n_formats) for k, t in format_topics.items()
+            }
+            for _ in range(reps):
+                native = transform_only.run(bootstrap, topic, messages[:n_formats])
+                for w in formats.WORKLOADS:
+                    key, t = w.key, format_topics[w.key]
+                    rate = transform_only.run(bootstrap, t, loaded[key], mappings=w.mappings(t))
+                    figs[key].samples.append(rate)
+                    format_ratios.setdefault(key, []).append(rate / native)
+                    log(f"({key}) {w.title}: {rate:,.0f} records/s, {rate / native:.0%} of native")
+            del messages, loaded
             gc.collect()
 
             for i in range(reps):
@@ -255,6 +278,12 @@ def main() -> None:
     ].note = f"emulator answers 25 ms late; drained at {_median(drain_rates):,.0f}/s; VmHWM"
     figs["6b"].note = "VmRSS after warm-up"
     figs["2"].note = f"{1e6 / figs['2'].median:.1f} µs/record, one thread"
+    for w in formats.WORKLOADS:
+        ratio = _median(format_ratios.get(w.key, []))
+        figs[w.key].note = (
+            f"{ratio:.0%} of native (median of per-run ratios to native on as many records, "
+            f"measured just before); {1e6 / figs[w.key].median:.1f} µs/record"
+        )
     figs["1"].note = "consume(num_messages=2000), one thread"
     peak = figs["6a"].hi
     targets = [
@@ -275,6 +304,16 @@ def main() -> None:
             "Peak RSS during the backlog drain (6)", f"{peak:,.0f} MB", "250 MB", peak <= 250
         ),
     ]
+    for w in formats.WORKLOADS:
+        ratio = _median(format_ratios.get(w.key, []))
+        targets.append(
+            report.Target(
+                f"({w.key}) {w.title.split(', ')[-1]} ≥ 70% of native decode + transform",
+                f"{ratio:.0%}",
+                "70%",
+                ratio >= 0.70,
+            )
+        )
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = {
         "Command": f"`{command}` ({n:,} records, {reps} runs per figure, {elapsed / 60:.1f} min)",
@@ -293,7 +332,8 @@ def main() -> None:
         f"(2) runs at {figs['2'].median:,.0f} records/s with no network: a worker cannot "
         "deliver faster than its sink stores.",
     ]
-    ordered = [figs[k] for k in ("1", "2", "3", "3b", "4", "5a", "5b", "5c", "6a", "6b", "7")]
+    keys = ("1", "2", *(w.key for w in formats.WORKLOADS), "3", "3b", "4", "5a", "5b", "5c")
+    ordered = [figs[k] for k in (*keys, "6a", "6b", "7")]
     out = Path(args.out)
     chart_path = Path(args.chart)
     report.write_markdown(

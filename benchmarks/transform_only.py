@@ -43,12 +43,20 @@ def load(bootstrap: str, topic: str, n: int) -> list[Message]:
     return out[:n]
 
 
-def run(bootstrap: str, topic: str, messages: list[Message], poll_batch: int = 2000) -> float:
-    """Records/s of ``Worker._handle`` over ``messages`` in poll-sized slices."""
+def run(
+    bootstrap: str,
+    topic: str,
+    messages: list[Message],
+    poll_batch: int = 2000,
+    mappings: list[dict[str, Any]] | None = None,
+) -> float:
+    """Records/s of ``Worker._handle`` over ``messages`` in poll-sized slices (with
+    ``mappings``: the mapped formats' figures, ``benchmarks.formats``)."""
     settings = Settings(
         kafka={"bootstrap_servers": bootstrap, "topics": [topic]},
         amberflo={"api_key": API_KEY, "base_url": "http://127.0.0.1:9"},
         metrics_port=0,
+        mappings=mappings or [],
     )
     worker = Worker(settings)
     for partition in {m.partition() for m in messages}:  # as on_assign would
