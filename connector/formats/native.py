@@ -64,8 +64,6 @@ def check_number(value: Any, field: str) -> int | float:
         raise _fail(field, "must be within the 64-bit integer range (-2^63 … 2^64-1)")
     if isinstance(value, float) and not math.isfinite(value):
         raise _fail(field, "must be a finite number")
-    if type(value) is int and not _INT64_MIN <= value < _UINT64_END:  # orjson cannot send it
-        raise _fail(field, f"must fit in 64 bits (got {value})")
     return value
 
 
