@@ -51,6 +51,15 @@ FULL_VALUES: dict[str, Any] = {
         ],
     },
     "amberflo": {"apiKey": {"existingSecret": "amberflo-prod", "secretKey": "key"}},
+    "mappings": [
+        {
+            "topics": ["usage-events"],
+            "format": "json",
+            "customer_id": {"path": "tenant.id"},
+            "meter": "api_calls",
+            "filters": [],
+        }
+    ],
     "sink": {"retryTimeoutS": 3600},
     "dlq": {"topic": "usage-dead-letters", "headerStyle": "connect"},
     "meters": {
@@ -401,6 +410,9 @@ def test_rendered_config_file_loads_with_connector_settings(
     if case == "full":
         assert settings.kafka.bootstrap_servers == FULL_VALUES["kafka"]["bootstrapServers"]
         assert settings.kafka.group_id == "billing-connector"
+        [mapping] = settings.mappings
+        assert mapping.format == "json" and mapping.customer_id is not None
+        assert mapping.customer_id.path == "tenant.id"
         assert settings.kafka.poll_batch == 5000
         assert settings.kafka.consumer["security.protocol"] == "SASL_SSL"
         assert settings.kafka.consumer["sasl.password"] == (

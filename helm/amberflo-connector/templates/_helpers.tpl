@@ -160,6 +160,7 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "amberflo" $amberflo
     "sink" $sink
     "dlq" $dlq
+    "mappings" .Values.mappings
     "meters" (dict "sync_on_start" .Values.meters.syncOnStart "definitions" .Values.meters.definitions)
     "log" (dict "level" .Values.logLevel "format" .Values.logFormat "levels" .Values.logLevels) }}
 {{- $merged := mustMergeOverwrite (deepCopy $config) (deepCopy .Values.extraConfig) }}
