@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 STRUCTURED = "application/cloudevents"
 _STRUCTURED_JSON = b"application/cloudevents+json"
+_decode_any = msgspec.json.Decoder().decode
 REQUIRED = ("id", "source", "type")
 
 
@@ -47,10 +48,14 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _json(raw: bytes, what: str) -> Any:
+    """As ``native.decode_json``: msgspec, so an integer beyond 64 bits stays an int (and is
+    refused by name) instead of silently becoming a float."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return _decode_any(raw)
+    except msgspec.DecodeError as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError(f"{what} is not valid JSON: nested too deeply") from None
 
 
 def identity(source: str, event_id: str) -> str:
@@ -203,8 +208,8 @@ def _binary_fast(record: SourceRecord, want_identity: bool, want_time: bool) -> 
         return None
     raw = record.value
     try:
-        data = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
+        data = _decode_any(raw) if raw else None
+    except (msgspec.DecodeError, RecursionError):
         return None
     return _envelope(
         data,

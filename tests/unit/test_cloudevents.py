@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.errors import DecodeError
+from connector.errors import DecodeError, MappingError
 from connector.formats import Mappers, cloudevents
 from connector.formats.config import Mapping
 from connector.records import SourceRecord
@@ -209,3 +209,14 @@ def test_the_fast_paths_agree_with_the_general_decoding(
             doc["data"] = data
         record = rec(doc, (JSON_CT,) if mode == "structured-ct" else ())
     assert _fast(record) == _general(record)
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_an_integer_beyond_64_bits_is_refused_not_made_a_float(mode: str) -> None:
+    data = b'{"tenant": "acme", "n": 18446744073709551616}'
+    if mode == "binary":
+        record = binary()._replace(value=data)
+    else:
+        record = rec(orjson.dumps(event(data=None))[:-1] + b', "data": ' + data + b"}")
+    with pytest.raises(MappingError, match="64-bit integer range"):
+        mapper(value={"path": "n"})(record)
