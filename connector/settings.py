@@ -92,9 +92,17 @@ class KafkaSettings(_Section):
     topics: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Topics to read: comma-separated or a JSON list; an entry starting with "
-        "'^' is a regular expression subscription.",
+        "'^' is a regular expression (Python re.search) over the cluster's topics, never "
+        "matching dead-letter topics (*.dlq, CONNECTOR_DLQ__TOPIC) or internal ones (__*).",
         min_length=1,
         json_schema_extra=REQUIRED_BY_RUN,
+    )
+    pattern_refresh_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="How often the topic list is read again to apply the '^' patterns to new "
+        "and deleted topics.",
     )
     consumer: dict[str, LibrdkafkaValue] = Field(
         default_factory=dict,

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connector import metrics
 from connector.errors import FatalError
 from connector.kafka import consumer_config
+from connector.pipeline.subscription import Subscription
 from connector.settings import Settings
 
 log = logging.getLogger("connector.source")
@@ -44,6 +45,8 @@ class Source:
             "error_cb": self._on_error,
         }
         self._callbacks = (on_assign, on_revoke, on_lost)
+        self.subscription = Subscription(settings)
+        self._next_refresh = 0.0
         self.consumer = Consumer(self._conf)
         self.paused = False
         self.fatal: KafkaError | None = None
@@ -70,13 +73,38 @@ class Source:
                 f"topic(s) {', '.join(missing)} do not exist on {k.bootstrap_servers} "
                 "(CONNECTOR_KAFKA__TOPICS)"
             )
-        assign, revoke, lost = self._callbacks
-        self.consumer.subscribe(
-            list(k.topics),
-            on_assign=lambda _c, parts: assign(_keys(parts)),
-            on_revoke=lambda _c, parts: revoke(_keys(parts)),
-            on_lost=lambda _c, parts: lost(_keys(parts)),
-        )
+        self.subscription.warn_about_literals()
+        self._subscribe(list(meta.topics))
+        self._next_refresh = time.monotonic() + k.pattern_refresh_s
+
+    def refresh(self) -> None:
+        """Apply the topic patterns to the cluster's topics again, every ``pattern_refresh_s``
+        (see ``subscription``); a broker that does not answer keeps the subscription as is."""
+        if not self.subscription.patterns or time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + self._settings.kafka.pattern_refresh_s
+        try:
+            meta = self.consumer.list_topics(timeout=5.0)
+        except KafkaException as exc:
+            log.warning("reading the topic list failed (the subscription stays): %s", exc)
+            return
+        self._subscribe(list(meta.topics))
+
+    def _subscribe(self, existing: list[str]) -> None:
+        topics = self.subscription.changed(existing)
+        if topics is None:
+            return
+        if topics:
+            assign, revoke, lost = self._callbacks
+            self.consumer.subscribe(
+                topics,
+                on_assign=lambda _c, parts: assign(_keys(parts)),
+                on_revoke=lambda _c, parts: revoke(_keys(parts)),
+                on_lost=lambda _c, parts: lost(_keys(parts)),
+            )
+        elif self.subscription.current:
+            self.consumer.unsubscribe()
+        self.subscription.current = topics
 
     def close(self) -> None:
         try:

@@ -170,6 +170,7 @@ class Worker:
         self.dlq.poll(0)
         if time.monotonic() - self._last_commit >= self.settings.kafka.commit_interval_ms / 1000:
             self._commit()
+            self.source.refresh()
         self._backpressure()
 
     def _handle(self, messages: list[Message]) -> None:

@@ -4,6 +4,8 @@ each scenario end to end with the real connector process, the real broker and th
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,3 +138,62 @@ def probe(port: int, path: str) -> tuple[int, str]:
     except requests.RequestException:
         return 0, ""
     return resp.status_code, resp.text.strip()
+
+
+def test_a_pattern_subscription_never_reads_dead_letter_topics(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+    amberflo_emulator: Emulator,
+) -> None:
+    """`^pat-<id>-` with poison records and a record Amberflo refused once: the DLQ topic
+    (which the pattern would match) is never read, no `*.dlq.dlq` topic appears, a topic
+    created later is picked up, and after `dlq replay` every record is counted exactly once."""
+    prefix = f"pat-{uuid.uuid4().hex[:8]}"
+    a, m = topic_factory(1, prefix=prefix), meter()
+    group = f"g-{m}"
+    fast = {  # librdkafka's own pattern refresh as fast as ours, so main would fail quickly
+        "CONNECTOR_KAFKA__CONSUMER": orjson.dumps(
+            {**orjson.loads(QUICK_GROUP), "topic.metadata.refresh.interval.ms": 1000}
+        ).decode(),
+        "CONNECTOR_KAFKA__PATTERN_REFRESH_S": "1",
+        "CONNECTOR_KAFKA__COMMIT_INTERVAL_MS": "200",
+    }
+    proc = start(f"^{prefix}-", group, **fast)
+    wait_until(lambda: "assigned" in proc.output(), 30, "partitions assigned")
+    emu.fault(status=400, count=1, path="/ingest")  # the next request is refused once
+    produce_raw(kafka_broker, a, [{"value": event(m, 0, meterValue=7)}])
+    wait_for_records(kafka_broker, f"{a}.dlq", 1)
+    good = [event(m, i) for i in range(1, 11)]
+    poison = [b"not json", orjson.dumps({"meterApiName": m})]
+    produce_raw(kafka_broker, a, [{"value": v} for v in good[:5] + poison + good[5:]])
+    wait_for_records(kafka_broker, f"{a}.dlq", 3)
+    wait_until(lambda: emu.count(m) >= 10, 30, "the good records stored")
+
+    b = topic_factory(1, prefix=prefix)  # created after the DLQ topic: picked up
+    produce_raw(kafka_broker, b, [{"value": event(m, i)} for i in range(11, 16)])
+    wait_until(lambda: emu.count(m) >= 15, 30, "the later topic's records stored")
+
+    env = connector_env(
+        kafka_broker, f"^{prefix}-", amberflo_emulator.base_url, amberflo_emulator.api_key, group
+    )
+    replay = subprocess.run(
+        [sys.executable, "-m", "connector", "dlq", "replay", "--topic", f"{a}.dlq", "--wait", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout.startswith("republished 3 of 3 dead letters read")
+    wait_until(lambda: emu.count(m) >= 16, 30, "the replayed record stored")
+    wait_until(lambda: committed(kafka_broker, group, a, 1)[0] == 16, 30, "all of a committed")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert emu.count(m) == 16
+    assert emu.totals(m) == {(m, "c0"): 12, (m, "c1"): 5, (m, "c2"): 5}  # record 0 (c0) is 7
+    names = AdminClient({"bootstrap.servers": kafka_broker}).list_topics(timeout=10).topics
+    assert not [t for t in names if t.startswith(prefix) and t.endswith(".dlq.dlq")]
+    assert f"{b}.dlq" not in names
+    assert len(read_topic(kafka_broker, f"{a}.dlq", expect=5)) == 5  # 3, then the 2 poison again
