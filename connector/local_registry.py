@@ -21,8 +21,10 @@ answer with an error status: the tests' way to play a registry that is down or o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -209,9 +211,10 @@ class LocalSchemaRegistry:
         self.port = port or free_port()
         self.store = SchemaStore()
         self.requests = 0
-        self._faults: list[int] = []
+        self._fault: tuple[int, int] = (0, 0)  # (status, requests left)
         self._fault_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.connections: set[socket.socket] = set()  # open keep-alive connections
 
     @property
     def url(self) -> str:
@@ -230,20 +233,29 @@ class LocalSchemaRegistry:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection (a keep-alive client must not go on
+        being served by a registry that is down)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def fail_next(self, requests: int, status: int = 503) -> None:
         """Answer the next ``requests`` requests with ``status`` (error code 50001 and up)."""
         with self._fault_lock:
-            self._faults = [status] * requests
+            self._fault = (status, requests)
 
     def _take_fault(self) -> int | None:
         with self._fault_lock:
             self.requests += 1
-            return self._faults.pop() if self._faults else None
+            status, left = self._fault
+            if not left:
+                return None
+            self._fault = (status, left - 1)
+            return status
 
     def dispatch(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         """One request → (status, JSON answer)."""
@@ -308,6 +320,15 @@ class LocalSchemaRegistry:
 def _handler(registry: LocalSchemaRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            registry.connections.add(self.connection)
+
+        def finish(self) -> None:
+            registry.connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
 
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)

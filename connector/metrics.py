@@ -29,6 +29,12 @@ RETRIES = Counter(P + "ingest_retries_total", "Retried /ingest requests")
 BACKING_OFF = Gauge(P + "ingest_backing_off", "Requests waiting to be retried (>0: stuck)")
 BUFFERED = Gauge(P + "buffered_records", "Records consumed but not yet committable")
 PAUSED = Gauge(P + "paused", "1 while consumption is paused for backpressure")
+DECODE_RETRIES = Counter(
+    P + "decode_retries_total",
+    "Records a decoder could not read for lack of infrastructure (schema registry down): "
+    "their partition was rewound and paused, not dead-lettered",
+)
+HELD = Gauge(P + "partitions_held", "Partitions paused until a decoder can read them again")
 COMMITS = Counter(P + "commits_total", "Offset commits", ["result"])
 FILTERED = Counter(
     P + "records_filtered_total",

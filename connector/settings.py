@@ -226,8 +226,9 @@ class SinkSettings(_Section):
     retry_timeout_s: float | None = Field(
         None,
         gt=0,
-        description="Give up retrying a batch after this long and stop the connector "
-        "(default: retry forever; usage is never dropped).",
+        description="Give up retrying a batch (or a partition waiting for the Schema "
+        "Registry) after this long and stop the connector (default: retry forever; usage is "
+        "never dropped).",
     )
     readiness_timeout_s: float = Field(
         60.0,
@@ -344,6 +345,63 @@ class RetentionGuardSettings(_Section):
         return value
 
 
+class SchemaRegistrySettings(_Section):
+    """Where format ``avro`` fetches writer schemas by id (Confluent Schema Registry API)."""
+
+    url: str | None = Field(
+        None,
+        description="Schema Registry URL for format avro, e.g. http://schema-registry:8081 "
+        "(comma-separated: several, tried in turn).",
+    )
+    username: str | None = Field(
+        None, description="Basic-auth user of the registry (Confluent Cloud: the API key)."
+    )
+    password: SecretStr | None = Field(
+        None, description="Basic-auth password of the registry (Confluent Cloud: the API secret)."
+    )
+    ssl_ca_location: Path | None = Field(
+        None, description="CA certificates (PEM file) that verify the registry's TLS certificate."
+    )
+    ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate (PEM file) for mutual TLS with the registry."
+    )
+    ssl_key_location: Path | None = Field(
+        None, description="Client private key (PEM file) for mutual TLS with the registry."
+    )
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Timeout of one registry request. A registry that does not answer is down: "
+        "the partition waiting for a schema pauses and retries with the sink's backoff "
+        "(never dead-lettered).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_urls(cls, value: str | None) -> str | None:
+        if value is not None:
+            for url in value.split(","):
+                if not url.strip().startswith(("http://", "https://")):
+                    raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> SchemaRegistrySettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both or neither")
+        if self.ssl_key_location is not None and self.ssl_certificate_location is None:
+            raise ValueError("ssl_key_location needs ssl_certificate_location")
+        return self
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -410,6 +468,9 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
     dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
     transform: TransformSettings = Field(default_factory=TransformSettings)  # type: ignore[arg-type]
+    schema_registry: SchemaRegistrySettings = Field(
+        default_factory=SchemaRegistrySettings  # type: ignore[arg-type]
+    )
     mappings: list[Mapping] = Field(
         default_factory=list,
         description="Per-topic formats (native, json, cloudevents, …) and the rules that map "

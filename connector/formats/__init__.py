@@ -39,7 +39,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from connector.formats import cloudevents
+from connector.formats import avro, cloudevents
 from connector.formats.config import Mapping
 from connector.formats.ids import UniqueIds
 from connector.formats.native import decode_json, map_json
@@ -65,6 +65,8 @@ def _json(_mapping: Mapping, _settings: Settings) -> Decoder:
 DECODERS: dict[str, DecoderFactory] = {
     "json": _json,
     "cloudevents": cloudevents.decoder,
+    "avro": avro.decoder,
+    "avro-schemaless": avro.schemaless_decoder,
 }
 """Formats mapped by rules: name → decoder factory (see "Adding a format")."""
 

@@ -49,6 +49,7 @@ class Source:
         self._next_refresh = 0.0
         self.consumer = Consumer(self._conf)
         self.paused = False
+        self.held: set[tuple[str, int]] = set()  # rewound by hold(), until release()
         self.fatal: KafkaError | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -135,13 +136,40 @@ class Source:
         metrics.PAUSED.set(1)
 
     def resume(self) -> None:
-        parts = self.consumer.assignment()
+        """Resume every assigned partition except the held ones."""
+        held = self.held
+        parts = [p for p in self.consumer.assignment() if (p.topic, p.partition) not in held]
         if parts:
             self.consumer.resume(parts)
         if self.paused:
             log.info("resuming consumption")
         self.paused = False
         metrics.PAUSED.set(0)
+
+    def hold(self, topic: str, partition: int, offset: int) -> None:
+        """Stop fetching one partition and rewind it to ``offset``: what was fetched from there
+        on is dropped and fetched again after ``release``.  A rewind that fails is fatal:
+        consuming on would skip the records from ``offset``."""
+        tp = TopicPartition(topic, partition, offset)
+        try:
+            self.consumer.pause([tp])
+            self.consumer.seek(tp)
+        except KafkaException as exc:
+            raise FatalError(
+                f"cannot rewind {topic}[{partition}] to offset {offset}: {exc.args[0]}"
+            ) from exc
+        self.held.add((topic, partition))
+
+    def release(self, topic: str, partition: int) -> None:
+        """Fetch a held partition again (from where ``hold`` rewound it), unless everything
+        is paused for backpressure (then ``resume`` does it)."""
+        self.held.discard((topic, partition))
+        if not self.paused:
+            self.consumer.resume([TopicPartition(topic, partition)])
+
+    def forget(self, parts: list[tuple[str, int]]) -> None:
+        """Revoked or lost partitions are no longer held (a new assignment starts fresh)."""
+        self.held.difference_update(parts)
 
     def commit(self, offsets: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         """Synchronously commit; returns what the broker stored.

@@ -11,6 +11,12 @@ Delivery contract
   uniqueIds make the overlap a no-op at Amberflo).  On loss nothing is committed.
 * At most ``max_buffered_records`` records are held; beyond that, or while a request is
   backing off (429/503/5xx), every assigned partition is paused while polling continues.
+* A record a decoder cannot read for lack of infrastructure (``RetryableError``: a schema
+  registry that is down) is not the record's fault and is never dead-lettered: its partition
+  is rewound to it and paused (the rest of that partition in the same poll is dropped, to be
+  fetched again), and fetched again after a backoff (the sink's retry settings) while polling
+  goes on.  Nothing past it is committed meanwhile; after ``sink.retry_timeout_s`` (when set)
+  of failing the connector stops.
 * First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``,
   commit, close.  A second signal exits at once without committing.
 * A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
@@ -25,6 +31,7 @@ import gc
 import logging
 import os
 import queue
+import random
 import signal
 import sys
 import threading
@@ -36,8 +43,9 @@ from confluent_kafka import KafkaError, Message
 
 from connector import metrics
 from connector.dlq.publish import DeadLetterPublisher
-from connector.errors import FatalError, RecordError
+from connector.errors import FatalError, RecordError, RetryableError, ThrottledError
 from connector.formats import Mapper, Mappers
+from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.progress import FixedRetention, Progress
@@ -63,6 +71,17 @@ class _Letter:
     def __init__(self) -> None:
         self.acked = False
         self.extra = 0
+
+
+class _Hold:
+    """A partition rewound to a record its decoder could not read (see ``Worker._hold``)."""
+
+    __slots__ = ("attempts", "since", "until")
+
+    def __init__(self, now: float) -> None:
+        self.since = now  # first failure since the partition last read a record
+        self.attempts = 0
+        self.until = 0.0  # while non-zero: paused, fetched again from this time on
 
 
 class Worker:
@@ -102,6 +121,7 @@ class Worker:
         self._last_commit = time.monotonic()
         self._commit_allowed = True
         self._letters: dict[tuple[PartitionState, int], _Letter] = {}  # per record with a DLQ
+        self._holds: dict[tuple[str, int], _Hold] = {}
         self._threads = [
             threading.Thread(target=self._deliver_loop, name=f"sink-{i}", daemon=True)
             for i in range(settings.sink.max_in_flight)
@@ -124,6 +144,8 @@ class Worker:
         """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised)."""
         cfg = self.settings
         check_credentials(cfg, cfg.kafka.startup_timeout_s)
+        if any(m.format == "avro" for m in cfg.mappings):
+            check_registry(cfg, cfg.kafka.startup_timeout_s)
         self.source.start()
         if cfg.dlq.topic:
             ensure_topics(cfg, {cfg.dlq.topic})
@@ -168,6 +190,8 @@ class Worker:
             self._flush()
         self._drain()
         self.dlq.poll(0)
+        if self._holds:
+            self._release_due()
         if time.monotonic() - self._last_commit >= self.settings.kafka.commit_interval_ms / 1000:
             self._commit()
             self.source.refresh()
@@ -186,6 +210,8 @@ class Worker:
         mapper: Mapper | None = None
         get_state = self.checkpoint.get
         state: PartitionState | None = None
+        holds = self._holds
+        hold: _Hold | None = None
         topic: str | None = None
         partition = -1
         records = unowned = 0
@@ -209,10 +235,13 @@ class Worker:
                 topic, partition = record.topic, record.partition
                 state = get_state(topic, partition)
                 mapper = mapper_for(topic)
-                if state is not None:
-                    state.mark(record.offset, record.timestamp_ms)
+                hold = holds.get((topic, partition)) if holds else None
+                if state is not None and (hold is None or not hold.until):
+                    state.mark(record.offset, record.timestamp_ms)  # not of dropped records
             if state is None:  # not ours (see Checkpoint.get): its owner reads it
                 unowned += 1
+                continue
+            if hold is not None and hold.until:  # rewound: fetched again after the backoff
                 continue
             records += 1
             try:
@@ -221,6 +250,13 @@ class Worker:
                 state.track(record.offset, 1)
                 self._dead_letter(record, exc, state)
                 continue
+            except RetryableError as exc:
+                hold = self._hold(record, exc)
+                continue
+            if hold is not None:  # the partition reads again
+                del holds[(topic, partition)]
+                hold = None
+                metrics.HELD.set(len(holds))
             if not events:  # filtered or skipped: nothing to deliver, done at once
                 state.skip(record.offset)
                 continue
@@ -267,6 +303,56 @@ class Worker:
             entry.extra = 0
 
         self.dlq.publish(letter, on_ack, lambda: state.active)
+
+    # -- records a decoder cannot read yet -------------------------------------------------
+    def _hold(self, record: SourceRecord, exc: RetryableError) -> _Hold:
+        """Rewind ``record``'s partition to it and pause it for a backoff; stop the connector
+        once it has failed for ``retry_timeout_s``.  Nothing of it is tracked, so nothing at
+        or past it is committed."""
+        cfg = self.settings.sink
+        now = time.monotonic()
+        key = (record.topic, record.partition)
+        hold = self._holds.get(key)
+        if hold is None:
+            hold = self._holds[key] = _Hold(now)
+        hold.attempts += 1
+        failing = now - hold.since
+        if cfg.retry_timeout_s is not None and failing >= cfg.retry_timeout_s:
+            raise FatalError(
+                f"{record.topic}[{record.partition}] could not be decoded for {failing:.0f}s "
+                f"(CONNECTOR_SINK__RETRY_TIMEOUT_S): {exc}"
+            )
+        delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2 ** min(hold.attempts - 1, 30))
+        delay *= 0.5 + random.random() / 2  # jitter: workers do not retry in step
+        if isinstance(exc, ThrottledError) and exc.retry_after:
+            delay = max(delay, min(exc.retry_after, cfg.retry_max_s))
+        self.source.hold(record.topic, record.partition, record.offset)
+        hold.until = now + delay
+        metrics.DECODE_RETRIES.inc()
+        metrics.HELD.set(len(self._holds))
+        log.warning(
+            "%s; %s[%d] waits at offset %d, again in %.1fs (attempt %d, not dead-lettered)",
+            exc,
+            record.topic,
+            record.partition,
+            record.offset,
+            delay,
+            hold.attempts,
+        )
+        return hold
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        for (topic, partition), hold in self._holds.items():
+            if hold.until and hold.until <= now:
+                hold.until = 0.0
+                self.source.release(topic, partition)
+
+    def _unhold(self, parts: list[tuple[str, int]]) -> None:
+        for key in parts:
+            self._holds.pop(key, None)
+        self.source.forget(parts)
+        metrics.HELD.set(len(self._holds))
 
     # -- delivery -------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -363,11 +449,13 @@ class Worker:
             if not self._wait_for(keys, self.settings.shutdown_timeout_s):
                 log.warning("revoke: abandoning unfinished work of %s (not committed)", _fmt(parts))
             self._commit(keys)
+        self._unhold(parts)
         for topic, partition in parts:
             self.checkpoint.revoke(topic, partition)
 
     def _on_lost(self, parts: list[tuple[str, int]]) -> None:
         log.warning("lost %s: nothing of them is committed", _fmt(parts))
+        self._unhold(parts)
         for topic, partition in parts:
             self.checkpoint.revoke(topic, partition)
 

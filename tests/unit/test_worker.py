@@ -58,6 +58,8 @@ class FakeSource:
         self.commits: list[list[tuple[str, int, int]]] = []
         self.pauses = 0
         self.resumes = 0
+        self.held: dict[tuple[str, int], int] = {}  # rewound partition → its offset
+        self.released: list[tuple[str, int]] = []
 
     def commit(self, offsets: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         if offsets:
@@ -74,6 +76,17 @@ class FakeSource:
 
     def committed_offsets(self) -> dict[tuple[str, int], int]:
         return {(t, p): o for batch in self.commits for t, p, o in batch}
+
+    def hold(self, topic: str, partition: int, offset: int) -> None:
+        self.held[(topic, partition)] = offset
+
+    def release(self, topic: str, partition: int) -> None:
+        del self.held[(topic, partition)]
+        self.released.append((topic, partition))
+
+    def forget(self, parts: list[tuple[str, int]]) -> None:
+        for key in parts:
+            self.held.pop(key, None)
 
 
 class FakeSink:
