@@ -33,6 +33,7 @@ from benchmarks import (
     latency,
     memory,
     pipeline,
+    reconcile,
     report,
     sdk_loop,
     transform_only,
@@ -135,6 +136,7 @@ def main() -> None:
         "6a": Figure("6a", f"Peak RSS draining a {n:,} backlog, sink slowed", "MB"),
         "6b": Figure("6b", "RSS at rest (joined, idle)", "MB"),
         "7": Figure("7", "Emulator alone (/ingest, 1,000-event gzip batches)", "events/s"),
+        "8": Figure("8", "reconcile: records checked", "records/s"),
     }
     cpu3: list[float] = []
     cpu3b: list[float] = []
@@ -254,6 +256,15 @@ def main() -> None:
                 figs["7"].samples.append(rate)
                 log(f"(7) emulator alone: {rate:,.0f} events/s")
 
+            with emulator(workdir, "reconcile") as emu:
+                checks = reconcile.run(bootstrap, topic, n, emu.base_url, workdir, reps)
+            for r in checks:
+                figs["8"].samples.append(r["records_per_second"])
+                log(
+                    f"(8) reconcile: {r['records_per_second']:,.0f} records/s checked, "
+                    f"{r['cells_checked']:,} cells, {r['wall_s']:.1f}s wall"
+                )
+
     elapsed = time.monotonic() - started
     f1, f3, f3b, f4 = figs["1"].median, figs["3"].median, figs["3b"].median, figs["4"].median
     ratio_bare = f3 / f1
@@ -285,6 +296,11 @@ def main() -> None:
             f"measured just before); {1e6 / figs[w.key].median:.1f} µs/record"
         )
     figs["1"].note = "consume(num_messages=2000), one thread"
+    figs["8"].note = (
+        f"{figs['8'].median / f1:.0%} of (1); every cell matching; "
+        f"{_median([r['wall_s'] for r in checks]):.1f} s wall per run (end-of-topic wait and "
+        "usage queries included)"
+    )
     peak = figs["6a"].hi
     targets = [
         report.Target(
@@ -333,7 +349,7 @@ def main() -> None:
         "deliver faster than its sink stores.",
     ]
     keys = ("1", "2", *(w.key for w in formats.WORKLOADS), "3", "3b", "4", "5a", "5b", "5c")
-    ordered = [figs[k] for k in (*keys, "6a", "6b", "7")]
+    ordered = [figs[k] for k in (*keys, "6a", "6b", "7", "8")]
     out = Path(args.out)
     chart_path = Path(args.chart)
     report.write_markdown(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -35,7 +35,7 @@ from connector.errors import ConfigError, FatalError
 from connector.formats.ids import ORIGIN_HEADER
 from connector.kafka import client_config
 from connector.records import Headers
-from connector.settings import Settings
+from connector.settings import LibrdkafkaValue, Settings
 
 REPLAY_COUNT_HEADER = "amberflo.replay.count"
 REPLAY_SOURCE_HEADER = "amberflo.replay.source"
@@ -283,7 +283,11 @@ def default_topics(settings: Settings) -> list[str]:
     return out
 
 
-def open_reader(settings: Settings, group_id: str) -> Consumer:
+def open_reader(
+    settings: Settings, group_id: str, extra: Mapping[str, LibrdkafkaValue] | None = None
+) -> Consumer:
+    """A consumer that never commits (use it with ``assign()``); ``extra`` adds or overrides
+    librdkafka properties."""
     return Consumer(
         {
             **client_config(settings),
@@ -293,6 +297,7 @@ def open_reader(settings: Settings, group_id: str) -> Consumer:
             "auto.offset.reset": "earliest",
             "client.id": "amberflo-connector-dlq-tool",
             "enable.partition.eof": True,
+            **(extra or {}),
         }
     )
 

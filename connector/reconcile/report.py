@@ -72,7 +72,9 @@ class Report:
 
     @property
     def records_per_s(self) -> float:
-        return self.counts.read / self.seconds if self.seconds > 0 else 0.0
+        """Records read and checked per second while reading (fixed costs left out)."""
+        reading = self.counts.reading_s
+        return self.counts.read / reading if reading > 0 else 0.0
 
     # -- text -----------------------------------------------------------------------------
 
