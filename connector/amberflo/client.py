@@ -262,20 +262,32 @@ class AmberfloClient:
         return doc or assignment
 
     def ensure_plan(self, assignment: PlanAssignment) -> tuple[PlanAssignment, bool]:
-        """Assign the plan unless it already is the customer's current one (same plan and
-        product); returns (the current assignment, whether it was assigned now).  Safe to
-        repeat, so it is retried as a whole: a retry re-reads before it assigns."""
+        """Assign the plan unless the customer already has it; returns (the assignment in
+        effect, whether it was assigned now).  Safe to repeat, so retried as a whole (a retry
+        re-reads before it assigns).
+
+        Without ``start_time_in_seconds``: skipped when the plan (and product) is the current
+        one.  With it: skipped when the plan is the one in effect at that time by the
+        history's start times (among assignments starting at the same second, any one), so
+        re-applying an older assignment after newer ones, as a replay does, changes nothing.
+        """
         return self._retried(self._ensure_plan_once, assignment)
 
     def _ensure_plan_once(self, assignment: PlanAssignment) -> tuple[PlanAssignment, bool]:
         params = {"CustomerId": assignment.customer_id}
-        current = self._one(PlanAssignment, "GET", PRICING_PATH, params=params)
-        if (
-            current is not None
-            and current.product_plan_id == assignment.product_plan_id
-            and current.product_id == assignment.product_id
-        ):
-            return current, False
+        start = assignment.start_time_in_seconds
+        if start is None:
+            current = self._one(PlanAssignment, "GET", PRICING_PATH, params=params)
+            effective = [current] if current is not None else []
+        else:
+            history = self._many(PlanAssignment, "GET", PRICING_PATH + "/list", params=params)
+            effective = _in_effect(history, start)
+        for plan in effective:
+            if (
+                plan.product_plan_id == assignment.product_plan_id
+                and plan.product_id == assignment.product_id
+            ):
+                return plan, False
         return self.assign_plan(assignment), True
 
     # -- meters --------------------------------------------------------------------------
@@ -437,6 +449,15 @@ class AmberfloClient:
 
     def clear_faults(self) -> None:
         self.request("DELETE", "/_emulator/faults")
+
+
+def _in_effect(history: Sequence[PlanAssignment], at_s: int) -> list[PlanAssignment]:
+    """The assignments starting last at or before ``at_s`` (several when they share a start)."""
+    started = [p for p in history if (p.start_time_in_seconds or 0) <= at_s]
+    if not started:
+        return []
+    latest = max(p.start_time_in_seconds or 0 for p in started)
+    return [p for p in started if (p.start_time_in_seconds or 0) == latest]
 
 
 def _typed(model: type[M], doc: Any, method: str, path: str) -> M:

@@ -77,6 +77,36 @@ def test_ensure_plan_assigns_only_a_change(client: AmberfloClient) -> None:
     assert [p.product_id for p in client.plan_history(cid)] == ["1", "2"]
 
 
+def test_ensure_plan_as_of_a_time_is_replay_safe(client: AmberfloClient) -> None:
+    """Plan changes at 100 (gold), 200 (silver), 300 (gold); applying any of them again,
+    in any order, changes nothing; a new plan or a new change does."""
+    cid = unique("client-asof")
+
+    def at(plan: str, start: int) -> tuple[PlanAssignment, bool]:
+        given = PlanAssignment(customer_id=cid, product_plan_id=plan, start_time_in_seconds=start)
+        return client.ensure_plan(given)
+
+    assert [at(p, t)[1] for p, t in (("gold", 100), ("silver", 200), ("gold", 300))] == [
+        True,
+        True,
+        True,
+    ]
+    assert [at(p, t)[1] for p, t in (("silver", 200), ("gold", 100), ("gold", 300))] == [
+        False,
+        False,
+        False,
+    ]
+    assert at("gold", 150) == (client.plan_history(cid)[0], False)  # gold was in effect
+    assert at("gold", 310)[1] is False  # the current plan
+    assert at("platinum", 400)[1] is True
+    assert [(p.product_plan_id, p.start_time_in_seconds) for p in client.plan_history(cid)] == [
+        ("gold", 100),
+        ("silver", 200),
+        ("gold", 300),
+        ("platinum", 400),
+    ]
+
+
 def test_meters(client: AmberfloClient) -> None:
     name = unique("client-meter")
     meter = client.create_meter(
