@@ -9,7 +9,8 @@
 * ``RecordError``    – one record cannot be processed; it becomes a dead letter and the
   pipeline goes on.  Record errors are normally *values* (``DeadLetter``); the exception
   exists so that pure functions can signal them and be converted at the stage boundary.
-  Its subclasses name the stage: ``DecodeError``, ``MappingError``, ``EventRejected``; the
+  Its subclasses name the stage: ``DecodeError``, ``MappingError``, ``EventRejected``,
+  ``CustomerRejected``; the
   class name is what a dead letter's ``error.class`` header says.
 """
 
@@ -89,6 +90,14 @@ class EventRejected(RecordError):
 
     The message carries the server's error detail.
     """
+
+    def __init__(self, message: str, *, http_status: int) -> None:
+        super().__init__("sink", message, http_status=http_status)
+
+
+class CustomerRejected(RecordError):
+    """Amberflo refused a record's customer update or plan assignment (HTTP 400): stage
+    ``sink``.  The message carries the server's error detail."""
 
     def __init__(self, message: str, *, http_status: int) -> None:
         super().__init__("sink", message, http_status=http_status)

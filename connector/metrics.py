@@ -83,6 +83,17 @@ RETENTION_GUARD = Gauge(
     "Retention guard: 0 ok, 1 warn, 2 critical (CONNECTOR_RETENTION_GUARD__*), the worst "
     "assigned partition",
 )
+SKIPPED = Counter(
+    P + "records_skipped_total",
+    "Records of a kind the format does not meter, e.g. Segment group/alias (committed, never sent)",
+    ["topic", "reason"],
+)
+CUSTOMER_UPDATES = Counter(
+    P + "customer_updates_total",
+    "Customer updates applied in Amberflo, by outcome (upserted, plan_assigned, "
+    "plan_unchanged, rejected)",
+    ["outcome"],
+)
 
 STALL_SECONDS = 120.0
 

@@ -107,6 +107,31 @@ class MeterEvent:
         return f"MeterEvent({self._body!r})"
 
 
+class CustomerUpdate(NamedTuple):
+    """What a record asks of Amberflo's customer list (Segment ``identify``, a ``kind:
+    customer`` mapping): create or replace the customer, then assign ``plan`` (if any) as of
+    ``time_s``.  A pure function of the record, like a meter event; the worker applies the
+    updates of one customer in record order (``pipeline/customers.py``)."""
+
+    customer_id: str
+    name: str
+    email: str | None
+    traits: Mapping[str, str]
+    plan: str | None
+    time_s: int
+
+    def payload(self) -> dict[str, object]:
+        """The update as JSON (for previews and tests)."""
+        out: dict[str, object] = {"customerId": self.customer_id, "customerName": self.name}
+        if self.email is not None:
+            out["customerEmail"] = self.email
+        out["traits"] = dict(self.traits)
+        if self.plan is not None:
+            out["plan"] = self.plan
+            out["planStartTimeInSeconds"] = self.time_s
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not be delivered, with the reason. Published to the DLQ topic."""

@@ -115,9 +115,11 @@ def _summary(results: list[Outcome]) -> str:
     events = sum(len(r.events) for r in results)
     filtered = sum(1 for r in results if r.filtered is not None)
     failed = sum(1 for r in results if r.stage is not None)
+    customers = sum(1 for r in results if r.customer is not None)
     return (
-        f"{len(results)} record(s): {events} event(s), {filtered} filtered, "
-        f"{failed} would be dead-lettered"
+        f"{len(results)} record(s): {events} event(s), "
+        + (f"{customers} customer update(s), " if customers else "")
+        + f"{filtered} filtered, {failed} would be dead-lettered"
     )
 
 
@@ -136,6 +138,9 @@ def _print_table(results: list[Outcome], title: str) -> None:
             continue
         if r.filtered is not None:
             table.add_row(r.source, f"[dim]filtered by {r.filtered}[/dim]")
+            continue
+        if r.customer is not None:
+            table.add_row(r.source, str(r.customer["customerId"]), f"customer update: {r.customer}")
             continue
         if not r.events:
             table.add_row(r.source, "[dim](no events)[/dim]")

@@ -7,7 +7,11 @@ A ``Mapper`` is the whole per-record contract between the pipeline and a format:
 * a bad record raises a ``RecordError`` (``DecodeError``: stage ``decode``; ``MappingError``:
   stage ``transform``) and is dead-lettered;
 * an empty list means nothing is to be delivered (filtered, or a kind the format skips): the
-  record is done at once and its offset may be committed.
+  record is done at once and its offset may be committed;
+* a ``CustomerUpdate`` instead of events (Segment ``identify``, a ``kind: customer`` mapping)
+  asks for a customer upsert and plan assignment; the worker applies those in record order
+  per customer (``pipeline/customers.py``), with the same retry / dead-letter / commit
+  contract as ingest.
 
 ``Mappers`` says which mapper reads which topic: the ``mappings`` entry that names the topic
 (an exact name wins over a ``^regex``; among patterns the first in order wins).  A topic no
@@ -19,6 +23,10 @@ Adding a format
 A format that maps by rules registers a *decoder factory* in ``DECODERS`` (one line)::
 
     DECODERS["avro"] = avro.decoder   # (mapping: config.Mapping, settings: Settings) -> Decoder
+
+A format with fixed semantics (no rules) registers a whole mapper instead, in ``MAPPERS``
+(``segment``): ``(mapping, ids) -> Mapper``.  A rules format with ``kind: customer`` gets a
+``CustomerMapper`` (``customers.py``) instead of the usage rules.
 
 The factory runs once per ``mappings`` entry when the connector starts (a ``ConfigError``
 it raises stops the start with that line).  The ``Decoder`` it returns runs per record:
@@ -41,16 +49,19 @@ from typing import TYPE_CHECKING, Any
 
 from connector.formats import avro, cloudevents
 from connector.formats.config import Mapping
+from connector.formats.customers import CustomerMapper
 from connector.formats.ids import UniqueIds
 from connector.formats.native import decode_json, map_json
 from connector.formats.rules import Decoder, Filtered, NativeFilter, RuleMapper, Rules
-from connector.records import MeterEvent, SourceRecord
+from connector.formats.segment import SegmentMapper
+from connector.records import CustomerUpdate, MeterEvent, SourceRecord
 
 if TYPE_CHECKING:
     from connector.settings import Settings
 
-Mapper = Callable[[SourceRecord], list[MeterEvent]]
+Mapper = Callable[[SourceRecord], list[MeterEvent] | CustomerUpdate]
 DecoderFactory = Callable[[Mapping, "Settings"], Decoder]
+MapperFactory = Callable[[Mapping, UniqueIds], Mapper]
 log = logging.getLogger("connector.formats")
 
 
@@ -70,9 +81,12 @@ DECODERS: dict[str, DecoderFactory] = {
 }
 """Formats mapped by rules: name → decoder factory (see "Adding a format")."""
 
+MAPPERS: dict[str, MapperFactory] = {"segment": SegmentMapper}
+"""Formats with fixed semantics: name → mapper factory (see "Adding a format")."""
+
 
 def known_formats() -> list[str]:
-    return ["native", *DECODERS]
+    return ["native", *DECODERS, *MAPPERS]
 
 
 class Mappers:
@@ -85,13 +99,18 @@ class Mappers:
         self._ids = UniqueIds(settings.unique_id_namespace)
         self._max_events = settings.transform.max_events_per_record
         self._by_topic: dict[str, Mapper] = {}
-        self._entries: list[tuple[Mapping, Decoder | None, Rules | None]] = []
+        self._entries: list[tuple[Mapping, Decoder | None, Rules | Mapper | None]] = []
         for i, mapping in enumerate(settings.mappings):
             if mapping.format == "native":
                 self._entries.append((mapping, None, None))
+            elif mapping.format in MAPPERS:
+                self._entries.append((mapping, None, MAPPERS[mapping.format](mapping, self._ids)))
             else:
                 decode = DECODERS[mapping.format](mapping, settings)
-                self._entries.append((mapping, decode, Rules(mapping, i)))
+                if mapping.kind == "customer":
+                    self._entries.append((mapping, decode, CustomerMapper(decode, mapping)))
+                else:
+                    self._entries.append((mapping, decode, Rules(mapping, i)))
 
     def mapping_for(self, topic: str) -> tuple[int, Mapping] | None:
         """The index and entry of ``mappings`` that reads ``topic`` (None: native)."""
@@ -118,12 +137,16 @@ class Mappers:
             return native
         i, mapping = found
         _m, decode, rules = self._entries[i]
-        if decode is None or rules is None:
+        if rules is None:
             return NativeFilter(native, mapping) if mapping.filters else native
+        if not isinstance(rules, Rules):  # a whole mapper: segment, kind customer
+            return rules
+        assert decode is not None
         return RuleMapper(decode, rules, self._ids)
 
 
-def evaluate(mapper: Mapper, record: SourceRecord) -> list[MeterEvent] | Filtered:
-    """What ``mapper`` makes of ``record``, telling a filtered record apart (for previews)."""
+def evaluate(mapper: Mapper, record: SourceRecord) -> list[MeterEvent] | CustomerUpdate | Filtered:
+    """What ``mapper`` makes of ``record``, telling a filtered (or skipped) record apart (for
+    previews)."""
     explain: Any = getattr(mapper, "evaluate", None)
     return explain(record) if explain is not None else mapper(record)

@@ -105,6 +105,29 @@ class Filter(_Model):
         return self.name or f"{self.dimension} {self.action}"
 
 
+class SegmentOptions(_Model):
+    """``segment:`` of a ``format: segment`` entry (docs/segment.md)."""
+
+    events: dict[str, str | dict[str, str | None]] = Field(
+        default_factory=dict,
+        description="track event name → its meter (default: the event name itself), or → "
+        "{meter: property holding its value (null: 1)} for several meters per call.",
+    )
+    plan_trait: str | None = Field(
+        "plan", description="identify trait naming the product plan to assign (null: none)."
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for event, target in value.items():
+            if not event or not target:
+                raise ValueError(f"event {event!r}: give a meter name or a non-empty map")
+            if isinstance(target, dict) and not all(target):
+                raise ValueError(f"event {event!r}: a meter name is empty")
+        return value
+
+
 class Mapping(_Model):
     """One entry of ``mappings``: the topics it reads, their format, and the rules."""
 
@@ -121,6 +144,12 @@ class Mapping(_Model):
     unique_id: Rule | None = None
     meters: dict[str, Rule] | None = None
     filters: list[Filter] = Field(default_factory=list)
+    kind: Literal["usage", "customer"] = "usage"
+    name: Rule | None = None
+    email: Rule | None = None
+    traits: Rule | dict[str, Rule] | None = Field(None, union_mode="left_to_right")
+    plan: Rule | None = None
+    segment: SegmentOptions | None = None
 
     @field_validator("topics")
     @classmethod
@@ -159,6 +188,22 @@ class Mapping(_Model):
         given = [k for k in rules if getattr(self, k) is not None]
         if self.dimensions:
             given.append("dimensions")
+        customer_keys = [k for k in ("name", "email", "traits", "plan") if getattr(self, k)]
+        if self.segment is not None and self.format != "segment":
+            raise ValueError(f"segment options are for format segment (this is {self.format})")
+        if self.format == "segment":
+            if given or customer_keys or self.filters or self.kind != "usage":
+                extra = [*given, *customer_keys, *(["filters"] if self.filters else [])]
+                raise ValueError(
+                    "format segment maps Segment calls itself and takes no rules"
+                    + (f" ({', '.join(extra)})" if extra else f" nor kind {self.kind}")
+                    + "; its options go under segment:"
+                )
+            return self
+        if self.kind == "customer":
+            return self._customer_rules(given)
+        if customer_keys:
+            raise ValueError(f"{', '.join(customer_keys)}: only for kind: customer")
         if self.format == "native":
             if given:
                 raise ValueError(
@@ -176,13 +221,7 @@ class Mapping(_Model):
             raise ValueError("meters is empty")
         if self.unique_id is not None and self.unique_id.constant is not None:
             raise ValueError("unique_id must be a path or expr: a constant would collide")
-        for key in rules:
-            rule = getattr(self, key)
-            if isinstance(rule, Rule) and rule.unit is not None and key != "time":
-                raise ValueError(f"{key} takes no unit (unit is for time only)")
-        for name, rule in {**self.dimensions, **(self.meters or {})}.items():
-            if rule.unit is not None:
-                raise ValueError(f"{name} takes no unit (unit is for time only)")
+        self._no_units(rules)
         for f in self.filters:
             if f.dimension not in self.dimensions:
                 raise ValueError(
@@ -190,3 +229,31 @@ class Mapping(_Model):
                     f"dimensions ({', '.join(self.dimensions) or 'none'})"
                 )
         return self
+
+    def _customer_rules(self, given: list[str]) -> Mapping:
+        """``kind: customer``: customer_id (required), name, email, traits, plan, time."""
+        if self.format == "native":
+            raise ValueError("kind customer needs a format that maps by rules (json, …)")
+        if self.customer_id is None:
+            raise ValueError("customer_id is required (kind customer)")
+        usage_only = [k for k in given if k not in ("customer_id", "time")]
+        if self.filters:
+            usage_only.append("filters")
+        if usage_only:
+            raise ValueError(f"{', '.join(usage_only)}: not for kind: customer (usage only)")
+        self._no_units(("customer_id", "name", "email", "plan"))
+        if isinstance(self.traits, Rule) and self.traits.unit is not None:
+            raise ValueError("traits takes no unit (unit is for time only)")
+        return self
+
+    def _no_units(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            rule = getattr(self, key)
+            if isinstance(rule, Rule) and rule.unit is not None and key != "time":
+                raise ValueError(f"{key} takes no unit (unit is for time only)")
+        named = {**self.dimensions, **(self.meters or {})}
+        if isinstance(self.traits, dict):
+            named.update(self.traits)
+        for name, rule in named.items():
+            if rule.unit is not None:
+                raise ValueError(f"{name} takes no unit (unit is for time only)")

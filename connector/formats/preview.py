@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from connector.errors import ConfigError, FatalError, RecordError
 from connector.formats import Mappers, evaluate
 from connector.formats.rules import Filtered
-from connector.records import Headers, SourceRecord
+from connector.records import CustomerUpdate, Headers, SourceRecord
 from connector.settings import Settings
 
 DEFAULT_TIMESTAMP_MS = 1_767_225_600_000
@@ -36,6 +36,7 @@ class Outcome:
 
     record: SourceRecord
     events: list[dict[str, Any]] = field(default_factory=list)
+    customer: dict[str, Any] | None = None
     filtered: str | None = None
     stage: str | None = None
     error_class: str | None = None
@@ -56,6 +57,8 @@ class Outcome:
             out["error"] = {"stage": self.stage, "class": self.error_class, "message": self.message}
         elif self.filtered is not None:
             out["filtered"] = self.filtered
+        elif self.customer is not None:
+            out["customer"] = self.customer
         else:
             out["events"] = self.events
         return out
@@ -68,6 +71,8 @@ def outcome(mappers: Mappers, record: SourceRecord) -> Outcome:
         return Outcome(record, stage=exc.stage, error_class=type(exc).__name__, message=str(exc))
     if isinstance(result, Filtered):
         return Outcome(record, filtered=result.rule)
+    if isinstance(result, CustomerUpdate):
+        return Outcome(record, customer=result.payload())
     return Outcome(record, events=[e.payload() for e in result])
 
 
@@ -165,7 +170,7 @@ def _default_topic(settings: Settings) -> str | None:
 _RECORD_KEYS = {"topic", "partition", "offset", "timestamp", "headers"} | {
     f"{k}{s}" for k in ("key", "value") for s in ("", "_text", "_base64")
 }
-_EXPECT_KEYS = {"events", "error", "filtered"}
+_EXPECT_KEYS = {"events", "error", "filtered", "customer"}
 
 
 def load_cases(path: Path, settings: Settings) -> list[Case]:
@@ -190,7 +195,9 @@ def load_cases(path: Path, settings: Settings) -> list[Case]:
         if unknown:
             raise ConfigError(f"{where}.record: unknown key(s) {', '.join(sorted(unknown))}")
         if not isinstance(expect, dict) or len(set(expect) & _EXPECT_KEYS) != 1:
-            raise ConfigError(f"{where}.expect: give exactly one of events, error or filtered")
+            raise ConfigError(
+                f"{where}.expect: give exactly one of events, customer, error or filtered"
+            )
         topic = rec.get("topic") or _default_topic(settings)
         if topic is None:
             raise ConfigError(f"{where}.record.topic: is required (no mapping names a topic)")
@@ -213,8 +220,18 @@ def check(case: Case, got: Outcome) -> list[str]:
     ``events``: the same number of events, each holding every key the expected one gives
     (omit ``uniqueId`` to leave it unchecked).  ``error``: ``stage`` and ``class`` equal and
     ``message`` contained, each when given (a bare string is a message).  ``filtered``: the
-    rule's label, or ``true`` for any rule."""
+    rule's label, or ``true`` for any rule.  ``customer``: a customer update holding every key
+    the expected one gives (customerId, customerName, customerEmail, traits, plan)."""
     want = case.expect
+    if "customer" in want:
+        if got.customer is None:
+            what = f"{got.stage} error: {got.message}" if got.stage else f"events {got.events}"
+            return [f"expected a customer update, got {what}"]
+        return [
+            f"customer: {key} is {got.customer.get(key)!r}, not {value!r}"
+            for key, value in (want["customer"] or {}).items()
+            if got.customer.get(key) != value
+        ]
     if "events" in want:
         if got.stage is not None:
             return [f"expected events, got {got.stage} error {got.error_class}: {got.message}"]

@@ -48,16 +48,17 @@ from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
+from connector.pipeline.customers import CustomerDone, CustomerSync
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
-from connector.records import DeadLetter, Headers, SourceRecord
+from connector.records import CustomerUpdate, DeadLetter, Headers, MeterEvent, SourceRecord
 from connector.settings import Settings
 from connector.sinks.api import Sink, check_credentials
 from connector.sinks.base import Abandoned, Item, Outcome
 
 log = logging.getLogger("connector.worker")
 
-_Result = Outcome | BaseException
+_Result = Outcome | CustomerDone | BaseException
 
 SWITCH_INTERVAL_S = 0.0005
 """CPython's GIL switch interval in a worker process (see ``_tune_interpreter``)."""
@@ -122,6 +123,7 @@ class Worker:
         self._commit_allowed = True
         self._letters: dict[tuple[PartitionState, int], _Letter] = {}  # per record with a DLQ
         self._holds: dict[tuple[str, int], _Hold] = {}
+        self._customers: CustomerSync | None = None  # started by the first customer update
         self._threads = [
             threading.Thread(target=self._deliver_loop, name=f"sink-{i}", daemon=True)
             for i in range(settings.sink.max_in_flight)
@@ -260,6 +262,9 @@ class Worker:
             if not events:  # filtered or skipped: nothing to deliver, done at once
                 state.skip(record.offset)
                 continue
+            if type(events) is not list:  # a CustomerUpdate: its own ordered path (customers.py)
+                self._customer_update(events, record, state)
+                continue
             state.track(record.offset, len(events))
             if not batch:
                 self._batch_started = time.monotonic()
@@ -355,6 +360,16 @@ class Worker:
         metrics.HELD.set(len(self._holds))
 
     # -- delivery -------------------------------------------------------------------------
+    def _customer_update(
+        self, update: CustomerUpdate | list[MeterEvent], record: SourceRecord, state: PartitionState
+    ) -> None:
+        """Track the record and queue its update on the customer's ordered lane."""
+        assert isinstance(update, CustomerUpdate), type(update)  # what a mapper may return
+        if self._customers is None:
+            self._customers = CustomerSync(self.settings, self.sink.abort, self._done.put)
+        state.track(record.offset, 1)
+        self._customers.submit(update, record, state)
+
     def _flush(self) -> None:
         if self._batch:
             self._jobs.put(self._batch)
@@ -383,6 +398,9 @@ class Worker:
             except queue.Empty:
                 return
             block = False
+            if isinstance(result, CustomerDone):
+                self._customer_done(result)
+                continue
             self._in_flight -= 1
             if isinstance(result, Abandoned):
                 continue
@@ -394,6 +412,15 @@ class Worker:
             for item, error in result.rejected:
                 if item.state.active:  # revoked meanwhile: the new owner processes the record
                     self._dead_letter(item.record, error, item.state)
+
+    def _customer_done(self, done: CustomerDone) -> None:
+        if done.error is None:
+            done.state.done(done.record.offset)
+        elif isinstance(done.error, RecordError):  # Amberflo refused it: a dead letter
+            if done.state.active:
+                self._dead_letter(done.record, done.error, done.state)
+        else:
+            raise done.error
 
     def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
         self._last_commit = time.monotonic()
@@ -411,7 +438,8 @@ class Worker:
     def _backpressure(self) -> None:
         limit = self.settings.sink.max_buffered_records
         buffered = self.checkpoint.pending_records
-        if buffered >= limit or self.sink.backing_off:
+        stuck = self.sink.backing_off or (self._customers and self._customers.backing_off)
+        if buffered >= limit or stuck:
             if not self.source.paused or self._repause:
                 self.source.pause()
                 self._repause = False
@@ -467,6 +495,8 @@ class Worker:
         if not finished:
             log.warning("shutdown: in-flight work did not finish within %.0fs", timeout)
         self.sink.abort.set()
+        if self._customers is not None:
+            self._customers.stop()
         self._commit()
         self._commit_allowed = False  # close() revokes; everything committable is committed
         self.source.close()

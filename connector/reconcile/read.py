@@ -31,7 +31,7 @@ from connector.dlq.inspect import open_reader, partitions_of, read_dead_letters,
 from connector.errors import ConfigError, FatalError, RecordError
 from connector.formats import Mapper, Mappers
 from connector.reconcile.model import Tally, iso
-from connector.records import Headers, SourceRecord
+from connector.records import CustomerUpdate, Headers, SourceRecord
 from connector.settings import LibrdkafkaValue, Settings
 
 Coordinates = tuple[str, int, int]
@@ -305,6 +305,8 @@ def read_source(
                         counts.unaccounted_examples.append(
                             f"{record.topic}[{record.partition}]@{offset} ({exc.stage}: {exc})"
                         )
+                continue
+            if isinstance(events, CustomerUpdate):  # a customer's details: no usage in it
                 continue
             if not events:
                 counts.filtered += in_window

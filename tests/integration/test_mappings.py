@@ -271,4 +271,6 @@ def test_preview_and_test_commands(
     broken.write_text("- record: {value: 1}\n  expect: {}\n")
     refused = cli("mappings", "test", "--config", str(cfg), str(broken), env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().endswith("expect: give exactly one of events, error or filtered")
+    assert refused.stderr.strip().endswith(
+        "expect: give exactly one of events, customer, error or filtered"
+    )
