@@ -179,7 +179,9 @@ def main() -> None:
                 native = transform_only.run(bootstrap, topic, messages[:n_formats])
                 for w in formats.WORKLOADS:
                     key, t = w.key, format_topics[w.key]
-                    rate = transform_only.run(bootstrap, t, loaded[key], mappings=w.mappings(t))
+                    rate = transform_only.run(
+                        bootstrap, t, loaded[key], mappings=w.mappings(t), **w.settings()
+                    )
                     figs[key].samples.append(rate)
                     format_ratios.setdefault(key, []).append(rate / native)
                     log(f"({key}) {w.title}: {rate:,.0f} records/s, {rate / native:.0%} of native")

@@ -49,14 +49,16 @@ def run(
     messages: list[Message],
     poll_batch: int = 2000,
     mappings: list[dict[str, Any]] | None = None,
+    **more: Any,
 ) -> float:
     """Records/s of ``Worker._handle`` over ``messages`` in poll-sized slices (with
-    ``mappings``: the mapped formats' figures, ``benchmarks.formats``)."""
+    ``mappings`` and ``more`` settings: the mapped formats' figures, ``benchmarks.formats``)."""
     settings = Settings(
         kafka={"bootstrap_servers": bootstrap, "topics": [topic]},
         amberflo={"api_key": API_KEY, "base_url": "http://127.0.0.1:9"},
         metrics_port=0,
         mappings=mappings or [],
+        **more,
     )
     worker = Worker(settings)
     for partition in {m.partition() for m in messages}:  # as on_assign would
