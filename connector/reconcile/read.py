@@ -12,7 +12,6 @@ after the snapshot concerns records past it, which count as in flight.
 from __future__ import annotations
 
 import gc
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from confluent_kafka import (
 from connector.dlq.inspect import open_reader, partitions_of, read_dead_letters, scan
 from connector.errors import ConfigError, FatalError, RecordError
 from connector.formats import Mapper, Mappers
+from connector.pipeline.subscription import Subscription
 from connector.reconcile.model import Tally, iso
 from connector.records import CustomerUpdate, Headers, SourceRecord
 from connector.settings import LibrdkafkaValue, Settings
@@ -118,24 +118,22 @@ class RecordCounts:
 
 
 def resolve_topics(consumer: Consumer, settings: Settings, requested: list[str]) -> list[str]:
-    """Literal names as given; ``^regex`` entries matched against the cluster's topics,
-    leaving out dead-letter topics (``*.dlq``, the configured one) and internal ones."""
-    wanted = requested or list(settings.kafka.topics)
-    patterns = [re.compile(t) for t in wanted if t.startswith("^")]
-    out = [t for t in wanted if not t.startswith("^")]
-    if patterns:
-        try:
-            names = sorted(consumer.list_topics(timeout=10).topics)
-        except KafkaException as exc:
-            raise FatalError(
-                f"cannot list the topics of {settings.kafka.bootstrap_servers}: {exc}"
-            ) from exc
-        for name in names:
-            if name.startswith("__") or name.endswith(".dlq") or name == settings.dlq.topic:
-                continue
-            if name not in out and any(p.search(name) for p in patterns):
-                out.append(name)
-    return out
+    """The topics ``run`` would read (``requested`` instead of the configured ones when
+    given): ``^regex`` entries resolved against the cluster exactly as the connector does
+    (``pipeline.subscription``: never a dead-letter or internal topic)."""
+    if requested:
+        kafka = settings.kafka.model_copy(update={"topics": requested})
+        settings = settings.model_copy(update={"kafka": kafka})
+    subscription = Subscription(settings)
+    if not subscription.patterns:
+        return subscription.literal
+    try:
+        existing = list(consumer.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise FatalError(
+            f"cannot list the topics of {settings.kafka.bootstrap_servers}: {exc}"
+        ) from exc
+    return subscription.resolve(existing)
 
 
 def committed_offsets(

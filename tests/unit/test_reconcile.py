@@ -3,6 +3,8 @@ judgement of a cell, the usage reports folded into cells, and the report's lines
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from connector.amberflo.models import UsageReport
@@ -267,3 +269,22 @@ def test_report_lines_and_exit_code() -> None:
     )
     assert not ok.mismatched and ok.exit_code == 1
     assert [number(v) for v in (120, 120.0, -0.5, 1e-7)] == ["120", "120", "-0.5", "1e-07"]
+
+
+def test_topics_are_the_configured_ones_or_the_requested_ones_patterns_resolved_like_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connector.reconcile.read import resolve_topics
+    from connector.settings import load_settings
+
+    monkeypatch.setenv("CONNECTOR_KAFKA__TOPICS", "a,^u.*")
+    monkeypatch.setenv("CONNECTOR_AMBERFLO__API_KEY", "k")
+    settings = load_settings()
+
+    class Cluster:
+        def list_topics(self, timeout: float) -> object:
+            return type("Meta", (), {"topics": {"usage": 0, "usage.dlq": 0, "__x": 0, "o": 0}})
+
+    cluster: Any = Cluster()
+    assert resolve_topics(cluster, settings, []) == ["a", "usage"]
+    assert resolve_topics(cluster, settings, ["^o", "b"]) == ["b", "o"]
