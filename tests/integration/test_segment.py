@@ -402,3 +402,47 @@ def test_kill_9_during_a_mixed_segment_stream_exact_totals_and_customer_state(
         )
         history = [(p.product_plan_id, p.start_time_in_seconds) for p in client.plan_history(u)]
         assert history == want_plans, u
+
+
+def test_a_refused_customer_update_is_dead_lettered_with_amberflos_reason(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    client: AmberfloClient,
+    run: Callable[..., ConnectorProcess],
+) -> None:
+    """The first update meets a 503 (retried), then a 400 (dead-lettered with the reason, the
+    pipeline goes on); the next customer's update is applied and everything is committed."""
+    sfx = uuid.uuid4().hex[:8]
+    refused, fine = f"refused-{sfx}", f"fine-{sfx}"
+    topic = topic_factory(1)
+    calls = [
+        identify(f"a-{sfx}", refused, {"name": "A"}),
+        identify(f"b-{sfx}", fine, {"plan": "p"}),
+    ]
+    produce_raw(kafka_broker, topic, [{"value": orjson.dumps(c)} for c in calls])
+    client.inject_fault(503, path="/customers", method="PUT")
+    client.inject_fault(400, path="/customers", method="PUT")
+    group = f"g-400-{sfx}"
+    proc = run(
+        [topic],
+        group,
+        [{"topics": [topic], "format": "segment"}],
+        CONNECTOR_SINK__MAX_IN_FLIGHT="1",
+    )
+    wait_until(
+        lambda: all_committed(kafka_broker, group, topic, {0: 2}),
+        60,
+        f"both records committed ({proc.output()[-2000:]})",
+    )
+    [dead] = wait_for_records(kafka_broker, f"{topic}.dlq", 1)
+    assert header(dead, "amberflo.error.stage") == "sink"
+    assert header(dead, "amberflo.error.class") == "CustomerRejected"
+    assert header(dead, "amberflo.error.http_status") == "400"
+    assert "HTTP 400 from PUT" in (header(dead, "amberflo.error.message") or "")
+    assert "Bad Request" in (header(dead, "amberflo.error.message") or "")
+    assert header(dead, "amberflo.source.offset") == "0"
+    stop(proc)
+    assert client.get_customer(refused) is None
+    got = client.get_customer(fine)
+    assert got is not None and [p.product_plan_id for p in client.plan_history(fine)] == ["p"]
+    assert "customer update attempt 1 failed: HTTP 503" in proc.output()
