@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message
 
 from benchmarks.common import API_KEY, FAST_GROUP
+from connector.pipeline.batches import Batches
 from connector.pipeline.worker import Worker, _tune_interpreter
 from connector.settings import Settings
 
@@ -65,12 +66,11 @@ def run(
         worker.checkpoint.assign(topic, partition)
     dropped = 0
 
-    def flush() -> None:
+    def submit(batch: list[Any]) -> None:
         nonlocal dropped
-        dropped += len(worker._batch)
-        worker._batch = []
+        dropped += len(batch)
 
-    worker._flush = flush  # type: ignore[method-assign]
+    worker._batches = Batches(worker.sink.batching, submit)
     handle: Any = worker._handle
     _tune_interpreter()  # as Worker.run() does
     started = time.perf_counter()
@@ -80,7 +80,7 @@ def run(
         for state in worker.checkpoint.partitions.values():
             state.pending.clear()
     elapsed = time.perf_counter() - started
-    flush()
+    worker._batches.close_all()
     gc.unfreeze()
     worker.source.close()
     if dropped != len(messages):

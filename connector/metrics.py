@@ -94,6 +94,15 @@ CUSTOMER_UPDATES = Counter(
     "plan_unchanged, rejected)",
     ["outcome"],
 )
+S3_REQUESTS = Counter(P + "s3_requests_total", "S3 object PUTs by outcome", ["status"])
+S3_OBJECTS = Counter(P + "s3_objects_written_total", "Objects stored in the S3 bucket")
+S3_BYTES = Counter(P + "s3_bytes_written_total", "Bytes (gzip'd) stored in the S3 bucket")
+S3_FAILURE_REPORTS = Counter(
+    P + "s3_failure_reports_total",
+    "Amberflo failure reports about objects written, handled (result: records = re-read "
+    "and dead-lettered, letter = no longer in Kafka: one letter with the key and reason)",
+    ["result"],
+)
 
 STALL_SECONDS = 120.0
 

@@ -237,6 +237,71 @@ class SinkSettings(_Section):
         description="/readyz answers 503 once /ingest has been unreachable (connection errors, "
         "timeouts, 5xx) this long without a single answer in between; /healthz stays 200.",
     )
+    mode: Literal["api", "s3"] = Field(
+        "api",
+        description="Where meter events go: api (Amberflo's /ingest) or s3 (gzip'd NDJSON "
+        "objects in the S3 bucket Amberflo ingests from; CONNECTOR_S3__*, docs/s3.md). Both "
+        "use the retry, in-flight, timeout and gzip_level settings of this section; batch "
+        "size and linger of s3 objects are CONNECTOR_S3__OBJECT_RECORDS and __LINGER_MS.",
+    )
+
+
+class S3Settings(_Section):
+    bucket: str | None = Field(
+        None,
+        description="The bucket Amberflo provisioned for S3 ingestion (required with "
+        "CONNECTOR_SINK__MODE=s3).",
+    )
+    prefix: str = Field(
+        "ingest/amberdata",
+        description="Key prefix of the objects: <prefix>/<MM-DD-YYYY>/<topic>.<partition>."
+        "<first offset>-<last offset>.ndjson.gz. Give each deployment reading the same "
+        "topic its own prefix.",
+    )
+    region: str | None = Field(
+        None, description="Region of the bucket (default: the AWS chain's, e.g. AWS_REGION)."
+    )
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint for S3-compatible stores and tests (default: AWS's)."
+    )
+    object_records: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Offsets per object: an object holds the events of one partition's records "
+        "from one run of this many offsets (aligned to multiples of it), so a batch re-sent "
+        "after a crash gets the same key and bytes. Keep max_buffered_records above this "
+        "times the partitions per worker.",
+    )
+    max_events: int = Field(
+        50_000,
+        ge=1,
+        le=1_000_000,
+        description="Most events per object (a record with values becomes several events).",
+    )
+    linger_ms: int = Field(
+        5000,
+        ge=0,
+        le=600_000,
+        description="Longest wait for an object to fill before it is written.",
+    )
+    acl: str | None = Field(
+        "bucket-owner-full-control",
+        description="Canned ACL of each object (Amberflo's docs use bucket-owner-full-control); "
+        "empty for none.",
+    )
+    failures_poll_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="How often to look for Amberflo's failure reports (failed-requests/) about "
+        "the objects written, whose records are then dead-lettered; 0 disables it.",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip("/")
 
 
 class DlqSettings(_Section):
@@ -467,6 +532,7 @@ class Settings(BaseSettings):
     amberflo: AmberfloSettings = Field(default_factory=AmberfloSettings)  # type: ignore[arg-type]
     sink: SinkSettings = Field(default_factory=SinkSettings)  # type: ignore[arg-type]
     dlq: DlqSettings = Field(default_factory=DlqSettings)  # type: ignore[arg-type]
+    s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
     transform: TransformSettings = Field(default_factory=TransformSettings)  # type: ignore[arg-type]
     schema_registry: SchemaRegistrySettings = Field(
         default_factory=SchemaRegistrySettings  # type: ignore[arg-type]

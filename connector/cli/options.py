@@ -74,7 +74,7 @@ def configure_logging(log: LogSettings) -> None:
 
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
-    for noisy in ("urllib3", "tenacity"):
+    for noisy in ("urllib3", "tenacity", "botocore", "boto3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name, level in log.levels.items():
         logging.getLogger(name).setLevel(level)

@@ -2,8 +2,9 @@
 
 Delivery contract
 -----------------
-* A record is *done* when all its meter events got HTTP 200 from Amberflo, or its dead letter
-  was acknowledged by the DLQ topic.  Offsets are committed synchronously, every
+* A record is *done* when all its meter events got HTTP 200 from Amberflo (``sink.mode`` s3:
+  when the object holding them is stored in the bucket), or its dead letter was acknowledged
+  by the DLQ topic.  Offsets are committed synchronously, every
   ``commit_interval_ms``, on revoke and on shutdown, and only up to the lowest record of the
   partition that is not done (``checkpoint``).
 * On revoke, the revoked partitions' in-flight work gets ``shutdown_timeout_s`` to finish, then
@@ -22,7 +23,9 @@ Delivery contract
 * A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
 
 Only the main thread touches the consumer, the checkpoint and the DLQ producer; ``max_in_flight``
-daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue.
+daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue.  Batches are
+assembled as the sink's ``Batching`` asks (``pipeline.batches``: the S3 sink's batches hold one
+partition's aligned run of offsets).
 """
 
 from __future__ import annotations
@@ -47,14 +50,15 @@ from connector.errors import FatalError, RecordError, RetryableError, ThrottledE
 from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics
+from connector.pipeline.batches import Batch, Batches
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
 from connector.records import CustomerUpdate, DeadLetter, Headers, MeterEvent, SourceRecord
 from connector.settings import Settings
-from connector.sinks.api import Sink, check_credentials
-from connector.sinks.base import Abandoned, Item, Outcome
+from connector.sinks import make_sink
+from connector.sinks.base import Abandoned, Item, Outcome, Sink
 
 log = logging.getLogger("connector.worker")
 
@@ -103,7 +107,7 @@ class Worker:
         self.settings = settings
         self.stopping = threading.Event()
         self.checkpoint = Checkpoint()
-        self.sink = sink or Sink(settings)
+        self.sink = sink or make_sink(settings)
         self.dlq = dlq or DeadLetterPublisher(settings)
         self.mappers = Mappers(settings)
         self.progress = Progress(
@@ -117,8 +121,7 @@ class Worker:
         self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._in_flight = 0
-        self._batch: list[Item] = []
-        self._batch_started = 0.0
+        self._batches = Batches(self.sink.batching, self._submit)
         self._last_commit = time.monotonic()
         self._commit_allowed = True
         self._letters: dict[tuple[PartitionState, int], _Letter] = {}  # per record with a DLQ
@@ -145,7 +148,7 @@ class Worker:
     def run(self) -> None:
         """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised)."""
         cfg = self.settings
-        check_credentials(cfg, cfg.kafka.startup_timeout_s)
+        self.sink.check(cfg.kafka.startup_timeout_s)
         if any(m.format == "avro" for m in cfg.mappings):
             check_registry(cfg, cfg.kafka.startup_timeout_s)
         self.source.start()
@@ -164,7 +167,7 @@ class Worker:
             "consuming %s as group %s → %s",
             ",".join(cfg.kafka.topics),
             cfg.kafka.group_id,
-            self.sink.url,
+            self.sink.target,
         )
         try:
             while not self.stopping.is_set():
@@ -180,16 +183,9 @@ class Worker:
 
     def _step(self) -> None:
         metrics.HEALTH.heartbeat()
-        linger = self.settings.sink.linger_ms / 1000
-        timeout = 0.1
-        if self._batch:
-            timeout = min(timeout, max(0.0, self._batch_started + linger - time.monotonic()))
+        timeout = self._batches.wait_s(0.1)
         self._handle(self.source.poll(self.settings.kafka.poll_batch, timeout))
-        if self._batch and (
-            len(self._batch) >= self.settings.sink.batch_size
-            or time.monotonic() - self._batch_started >= linger
-        ):
-            self._flush()
+        self._batches.close_due(time.monotonic())
         self._drain()
         self.dlq.poll(0)
         if self._holds:
@@ -204,10 +200,15 @@ class Worker:
 
         Runs once per record at 100k+ records/s, so everything loop-invariant is hoisted into
         locals and the partition state is looked up again only when the partition changes
-        (rebalance callbacks run inside ``poll``, never during this loop).
+        (rebalance callbacks run inside ``poll``, never during this loop).  Items go to the
+        batch the sink's ``Batching`` says (``pipeline.batches``): without windows ``end`` is
+        never reached, so the API sink's path costs one comparison more per record.
         """
-        batch = self._batch
-        batch_size = self.settings.sink.batch_size
+        batches = self._batches
+        batch_for = batches.for_state
+        batch = Batch(0)  # replaced at the first record of a partition we own
+        end = 0  # batch.end, kept in a local
+        batch_size = batches.batching.events
         mapper_for = self.mappers.for_topic
         mapper: Mapper | None = None
         get_state = self.checkpoint.get
@@ -224,10 +225,11 @@ class Worker:
                 continue
             headers = message.headers()
             # Without an error, a message always has its coordinates.
+            offset: int = message.offset()  # type: ignore[assignment]
             record = SourceRecord(
                 message.topic(),  # type: ignore[arg-type]
                 message.partition(),  # type: ignore[arg-type]
-                message.offset(),  # type: ignore[arg-type]
+                offset,
                 message.timestamp()[1],
                 message.key(),
                 message.value(),
@@ -238,8 +240,11 @@ class Worker:
                 state = get_state(topic, partition)
                 mapper = mapper_for(topic)
                 hold = holds.get((topic, partition)) if holds else None
-                if state is not None and (hold is None or not hold.until):
-                    state.mark(record.offset, record.timestamp_ms)  # not of dropped records
+                if state is not None:
+                    batch = batch_for(state)
+                    end = batch.end
+                    if hold is None or not hold.until:
+                        state.mark(offset, record.timestamp_ms)  # not of dropped records
             if state is None:  # not ours (see Checkpoint.get): its owner reads it
                 unowned += 1
                 continue
@@ -249,7 +254,7 @@ class Worker:
             try:
                 events = mapper(record)
             except RecordError as exc:
-                state.track(record.offset, 1)
+                state.track(offset, 1)
                 self._dead_letter(record, exc, state)
                 continue
             except RetryableError as exc:
@@ -260,19 +265,21 @@ class Worker:
                 hold = None
                 metrics.HELD.set(len(holds))
             if not events:  # filtered or skipped: nothing to deliver, done at once
-                state.skip(record.offset)
+                state.skip(offset)
                 continue
             if type(events) is not list:  # a CustomerUpdate: its own ordered path (customers.py)
                 self._customer_update(events, record, state)
                 continue
-            state.track(record.offset, len(events))
+            state.track(offset, len(events))
+            if offset >= end:  # windowed: the record starts the next run
+                batch = batches.start_window(state, offset)
+                end = batch.end
             if not batch:
-                self._batch_started = time.monotonic()
+                batch.started = time.monotonic()
             for event in events:
                 batch.append(Item(event, record, state))
                 if len(batch) >= batch_size:
-                    self._flush()
-                    batch = self._batch
+                    batch = batches.close(batch, state)
         if records:
             metrics.RECORDS.inc(records)
         if unowned:
@@ -370,11 +377,9 @@ class Worker:
         state.track(record.offset, 1)
         self._customers.submit(update, record, state)
 
-    def _flush(self) -> None:
-        if self._batch:
-            self._jobs.put(self._batch)
-            self._in_flight += 1
-            self._batch = []
+    def _submit(self, batch: list[Item]) -> None:
+        self._jobs.put(batch)
+        self._in_flight += 1
 
     def _deliver_loop(self) -> None:
         while True:
@@ -473,24 +478,28 @@ class Worker:
         log.info("revoked %s", _fmt(parts))
         keys = set(parts)
         if self._commit_allowed:
-            self._flush()
+            self._batches.close_all(keys)
             if not self._wait_for(keys, self.settings.shutdown_timeout_s):
                 log.warning("revoke: abandoning unfinished work of %s (not committed)", _fmt(parts))
             self._commit(keys)
-        self._unhold(parts)
-        for topic, partition in parts:
-            self.checkpoint.revoke(topic, partition)
+        self._forget(parts)
 
     def _on_lost(self, parts: list[tuple[str, int]]) -> None:
         log.warning("lost %s: nothing of them is committed", _fmt(parts))
+        self._forget(parts)
+
+    def _forget(self, parts: list[tuple[str, int]]) -> None:
         self._unhold(parts)
-        for topic, partition in parts:
-            self.checkpoint.revoke(topic, partition)
+        for key in parts:
+            state = self.checkpoint.partitions.get(key)
+            if state is not None:
+                self._batches.drop(state)
+                self.checkpoint.revoke(*key)
 
     # -- shutdown -------------------------------------------------------------------------
     def _shutdown(self) -> None:
         timeout = self.settings.shutdown_timeout_s
-        self._flush()
+        self._batches.close_all()
         finished = self._wait_for(None, timeout)
         if not finished:
             log.warning("shutdown: in-flight work did not finish within %.0fs", timeout)

@@ -47,7 +47,7 @@ from connector.errors import (
 from connector.records import MeterEvent
 from connector.retry import RetryPolicy
 from connector.settings import Settings
-from connector.sinks.base import Abandoned, Item, Outcome
+from connector.sinks.base import Abandoned, Batching, Item, Outcome
 
 log = logging.getLogger("connector.sink")
 
@@ -74,7 +74,9 @@ class Sink:
     """Thread-safe: ``deliver`` is called from several threads (``max_in_flight``)."""
 
     def __init__(self, settings: Settings, abort: threading.Event | None = None) -> None:
+        self._settings = settings
         self._cfg = settings.sink
+        self.batching = Batching(self._cfg.batch_size, self._cfg.linger_ms / 1000)
         self.url = settings.amberflo.effective_ingest_url + "/ingest"
         self._headers = {
             "X-API-KEY": settings.amberflo.api_key.get_secret_value(),
@@ -169,6 +171,14 @@ class Sink:
         self.retry.call(self._post, items)
 
     # -- public -------------------------------------------------------------------------
+    @property
+    def target(self) -> str:
+        return self.url
+
+    def check(self, timeout_s: float) -> None:
+        """A wrong key or an unreachable Amberflo stops here (``check_credentials``)."""
+        check_credentials(self._settings, timeout_s)
+
     @property
     def backing_off(self) -> int:
         """Requests currently waiting to be retried (the worker pauses consumption)."""
