@@ -15,7 +15,7 @@ from connector.errors import EventRejected
 from connector.pipeline.worker import Worker
 from connector.records import DeadLetter
 from connector.settings import Settings
-from connector.sinks.base import Item, Outcome
+from connector.sinks.base import Batching, Item, Outcome
 
 T0 = 1_767_225_600_000
 
@@ -90,11 +90,12 @@ class FakeSource:
 
 
 class FakeSink:
-    url = "http://sink.invalid/ingest"
+    target = "http://sink.invalid/ingest"
     backing_off = 0
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.abort = threading.Event()
+        self.batching = Batching(settings.sink.batch_size, settings.sink.linger_ms / 1000)
 
 
 class FakeDlq:
@@ -125,14 +126,14 @@ def make() -> Callable[..., tuple[Worker, FakeSource, FakeDlq]]:
             shutdown_timeout_s=0.2,
         )
         source, dlq = FakeSource(), FakeDlq()
-        worker = Worker(settings, sink=FakeSink(), dlq=dlq, source=source)  # type: ignore[arg-type]
+        worker = Worker(settings, sink=FakeSink(settings), dlq=dlq, source=source)  # type: ignore[arg-type]
         return worker, source, dlq
 
     return _make
 
 
 def take_batch(worker: Worker) -> list[Item]:
-    worker._flush()
+    worker._batches.close_all()
     items = worker._jobs.get_nowait()
     assert items is not None
     return items
@@ -224,8 +225,8 @@ def test_records_of_a_partition_not_assigned_are_dropped_untracked(
     worker._on_assign([("t", 0)])
     worker._handle([Msg("t", 1, 5, usage(5)), Msg("t", 0, 0, usage(0)), Msg("t", 1, 6, b"{")])
     assert set(worker.checkpoint.partitions) == {("t", 0)}
-    assert [it.record.partition for it in worker._batch] == [0]
+    assert [it.record.partition for it in take_batch(worker)] == [0]
     assert dlq.letters == []
     worker._on_revoke([("t", 0)])
     worker._handle([Msg("t", 0, 1, usage(1))])
-    assert worker._batch == [] and worker.checkpoint.to_commit() == []
+    assert worker._batches.items == 0 and worker.checkpoint.to_commit() == []
