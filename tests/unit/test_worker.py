@@ -132,6 +132,11 @@ def make() -> Callable[..., tuple[Worker, FakeSource, FakeDlq]]:
     return _make
 
 
+def batched(worker: Worker) -> list[Item]:
+    """The items in the worker's open batches (not handed to the sink yet)."""
+    return [item for batch in worker._batches._open.values() for item in batch]
+
+
 def take_batch(worker: Worker) -> list[Item]:
     worker._batches.close_all()
     items = worker._jobs.get_nowait()

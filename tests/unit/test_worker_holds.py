@@ -15,7 +15,7 @@ from connector.formats.native import map_json
 from connector.pipeline.worker import Worker
 from connector.records import MeterEvent, SourceRecord
 from connector.sinks.base import Outcome
-from tests.unit.test_worker import FakeDlq, FakeSource, Msg, make, take_batch, usage
+from tests.unit.test_worker import FakeDlq, FakeSource, Msg, batched, make, take_batch, usage
 
 __all__ = ["make"]  # the fixture, shared with test_worker
 
@@ -64,7 +64,7 @@ def test_a_record_waiting_for_the_registry_rewinds_its_partition_only(make: Make
     # Partition 0: record 0 taken, rewound to 1; 2 and 3 (even the bad one) left for later.
     # Partition 1: record 0 taken, then its own avro record waits too.
     assert source.held == {("t", 0): 1, ("t", 1): 1}
-    assert [(i.record.partition, i.record.offset) for i in worker._batch] == [(0, 0), (1, 0)]
+    assert [(i.record.partition, i.record.offset) for i in batched(worker)] == [(0, 0), (1, 0)]
     assert dlq.letters == []
     assert registry.calls == 2  # the rest of a held partition is not even decoded
     worker._done.put(Outcome(delivered=take_batch(worker)))
@@ -74,14 +74,14 @@ def test_a_record_waiting_for_the_registry_rewinds_its_partition_only(make: Make
 
     # A later poll may still hold records fetched before the rewind: dropped, not decoded.
     worker._handle([Msg("t", 0, 2, usage(2))])
-    assert worker._batch == [] and registry.calls == 2
+    assert batched(worker) == [] and registry.calls == 2
 
     time.sleep(0.06)
     worker._release_due()
     assert sorted(source.released) == [("t", 0), ("t", 1)] and source.held == {}
     registry.up = True
     worker._handle([Msg("t", 0, o, v) for o, v in ((1, avro(1)), (2, usage(2)), (3, b"{bad"))])
-    assert [i.record.offset for i in worker._batch] == [1, 2]
+    assert [i.record.offset for i in batched(worker)] == [1, 2]
     assert [letter.record.offset for letter, _a, _w in dlq.letters] == [3]  # the bad one
     assert ("t", 0) not in worker._holds  # reading again: the backoff starts over next time
     assert ("t", 1) in worker._holds
