@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
 
 Headers = tuple[tuple[str, bytes | None], ...]
 _NO_DIMENSIONS: Mapping[str, str] = MappingProxyType({})
@@ -25,6 +28,21 @@ class SourceRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+
+    @classmethod
+    def of(cls, message: Message) -> SourceRecord:
+        """The record of a consumed message that carries no error (the worker's hot path
+        builds it inline instead)."""
+        headers = message.headers()
+        return cls(
+            message.topic(),  # type: ignore[arg-type]
+            message.partition(),  # type: ignore[arg-type]
+            message.offset(),  # type: ignore[arg-type]
+            message.timestamp()[1],
+            message.key(),
+            message.value(),
+            cast(Headers, tuple(headers)) if headers else (),
+        )
 
     def header(self, name: str) -> bytes | None:
         """Last value of header ``name`` (Kafka allows repeats; the last one wins)."""

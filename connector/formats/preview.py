@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import yaml
@@ -106,16 +106,7 @@ def read_records(
                 continue
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
             for n, msg in enumerate(scan(consumer, idle_s, lambda: False), 1):
-                raw = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-                yield SourceRecord(
-                    topic,
-                    int(msg.partition() or 0),
-                    int(msg.offset() or 0),
-                    msg.timestamp()[1],
-                    msg.key(),
-                    msg.value(),
-                    tuple(raw) if raw else (),
-                )
+                yield SourceRecord.of(msg)
                 if n >= limit:
                     break
             consumer.unassign()

@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -31,7 +30,7 @@ from connector.errors import ConfigError, FatalError, RecordError
 from connector.formats import Mapper, Mappers
 from connector.pipeline.subscription import Subscription
 from connector.reconcile.model import Tally, iso
-from connector.records import CustomerUpdate, Headers, SourceRecord
+from connector.records import CustomerUpdate, SourceRecord
 from connector.settings import LibrdkafkaValue, Settings
 
 Coordinates = tuple[str, int, int]
@@ -264,16 +263,7 @@ def read_source(
             last_at = time.monotonic()
             if not first_at:
                 first_at = last_at
-            headers = message.headers()
-            record = SourceRecord(
-                message.topic(),  # type: ignore[arg-type]
-                message.partition(),  # type: ignore[arg-type]
-                message.offset(),  # type: ignore[arg-type]
-                message.timestamp()[1],
-                message.key(),
-                message.value(),
-                cast(Headers, tuple(headers)) if headers else (),
-            )
+            record = SourceRecord.of(message)
             if key != (record.topic, record.partition) or info is None or mapper is None:
                 key = (record.topic, record.partition)
                 info = by_tp[key]
