@@ -12,8 +12,9 @@ which the rules do not read: such a path is a MappingError naming it.
 schema of each id is fetched once (``SchemaRegistryClient``, with the references it names),
 parsed, and kept; records written with any version of a subject are read with their own
 schema, so the rules see each version's fields (``default`` covers a field a version lacks).
-Decoding is fastavro's ``schemaless_reader`` on the cached schema, not Confluent's
-``AvroDeserializer``: 3.1 against 16 µs per record (BENCHMARKS.md).
+Each schema is parsed by fastavro and read by code written for it once (``avro_code``: 2-3×
+fastavro's generic ``schemaless_reader``, which stays for schemas with other logical types),
+not by Confluent's ``AvroDeserializer``, 5× slower than fastavro (BENCHMARKS.md).
 
 What goes wrong, by whose fault it is:
 
@@ -41,6 +42,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from fastavro import parse_schema, schemaless_reader
 
 from connector.errors import ConfigError, DecodeError, FatalError, RetryableError
+from connector.formats.avro_code import Reader, compile_reader
 from connector.formats.config import Mapping
 from connector.records import SourceRecord
 
@@ -71,16 +73,29 @@ def plain(schema: Any) -> Any:
     return schema
 
 
-def read_body(data: bytes, start: int, schema: Any, what: str) -> Any:
-    """Decode the Avro body at ``data[start:]`` with ``schema``; every byte must be used."""
-    fo = io.BytesIO(data)
-    fo.seek(start)
+def reader_for(schema: Any, named: dict[str, Any]) -> Reader:
+    """The reader of ``schema`` (JSON, its references' named types already in ``named``)."""
+    parsed = parse_schema(plain(schema), named_schemas=named)
+    compiled = compile_reader(parsed, named)
+    if compiled is not None:
+        return compiled
+
+    def generic(data: bytes, start: int) -> tuple[Any, int]:
+        fo = io.BytesIO(data)
+        fo.seek(start)
+        return schemaless_reader(fo, parsed, None), fo.tell()
+
+    return generic
+
+
+def read_body(data: bytes, start: int, reader: Reader, what: str) -> Any:
+    """Decode the Avro body at ``data[start:]``; every byte must be used."""
     try:
-        value = schemaless_reader(fo, schema, None)
+        value, end = reader(data, start)
     except Exception as exc:  # any failure to read these bytes is these bytes' fault
         reason = str(exc) or type(exc).__name__
         raise DecodeError(f"Avro body does not decode with {what}: {reason}") from exc
-    left = len(data) - fo.tell()
+    left = len(data) - end
     if left:
         raise DecodeError(
             f"Avro body does not match {what}: {left} byte(s) left over after the record"
@@ -107,19 +122,19 @@ def registry_config(cfg: SchemaRegistrySettings) -> dict[str, Any]:
 
 
 class WriterSchemas:
-    """Parsed writer schemas by id, fetched from the registry once each."""
+    """Readers of the writer schemas by id, each fetched from the registry once."""
 
     def __init__(self, client: SchemaRegistryClient, url: str) -> None:
         self._client = client
         self.url = url
-        self.parsed: dict[int, Any] = {}
+        self.readers: dict[int, Reader] = {}
         self._unknown: dict[int, float] = {}  # id → until when a 404 is remembered
         self._down_until = 0.0
         self._down: RetryableError | None = None
 
-    def get(self, schema_id: int) -> Any:
-        """The parsed schema of ``schema_id`` (raises as the module docstring says)."""
-        found = self.parsed.get(schema_id)
+    def get(self, schema_id: int) -> Reader:
+        """The reader of ``schema_id`` (raises as the module docstring says)."""
+        found = self.readers.get(schema_id)
         if found is not None:
             return found
         now = time.monotonic()
@@ -128,7 +143,7 @@ class WriterSchemas:
         if self._down is not None and now < self._down_until:
             raise self._down
         try:
-            parsed = self._fetch(schema_id)
+            reader = self._fetch(schema_id)
         except SchemaRegistryError as exc:
             raise self._classify(exc, schema_id) from exc
         except (DecodeError, FatalError):
@@ -140,25 +155,28 @@ class WriterSchemas:
             self._down_until = time.monotonic() + DOWN_FOR_S
             raise self._down from exc
         self._down = None
-        self.parsed[schema_id] = parsed
+        self.readers[schema_id] = reader
         log.info("schema id %d fetched from %s", schema_id, self.url)
-        return parsed
+        return reader
 
-    def _fetch(self, schema_id: int) -> Any:
+    def _fetch(self, schema_id: int) -> Reader:
         schema = self._client.get_schema(schema_id)
         if (schema.schema_type or "AVRO") != "AVRO":
             raise DecodeError(f"schema id {schema_id} is a {schema.schema_type} schema, not Avro")
-        return self._parse(schema, {})
+        named: dict[str, Any] = {}
+        self._references(schema, named)
+        return reader_for(json.loads(schema.schema_str or ""), named)
 
-    def _parse(self, schema: Schema, named: dict[str, Any]) -> Any:
-        """``schema`` parsed after the schemas it references (which land in ``named``)."""
+    def _references(self, schema: Schema, named: dict[str, Any]) -> None:
+        """Parse the schemas ``schema`` references (and theirs) into ``named``."""
         for ref in schema.references or []:
             if ref.subject is None or ref.version is None:
                 raise ValueError(
                     f"the registry answered a reference without subject/version: {ref}"
                 )
-            self._parse(self._client.get_version(ref.subject, ref.version).schema, named)
-        return parse_schema(plain(json.loads(schema.schema_str or "")), named_schemas=named)
+            referenced = self._client.get_version(ref.subject, ref.version).schema
+            self._references(referenced, named)
+            parse_schema(plain(json.loads(referenced.schema_str or "")), named_schemas=named)
 
     def _classify(self, exc: SchemaRegistryError, schema_id: int) -> Exception:
         status = exc.http_status_code
@@ -179,11 +197,11 @@ class WriterSchemas:
 class ConfluentAvro:
     """Decoder of the Confluent wire format (see the module docstring)."""
 
-    __slots__ = ("_parsed", "_schemas")
+    __slots__ = ("_readers", "_schemas")
 
     def __init__(self, schemas: WriterSchemas) -> None:
         self._schemas = schemas
-        self._parsed = schemas.parsed
+        self._readers = schemas.readers
 
     def __call__(self, record: SourceRecord) -> Any:
         data = record.value
@@ -197,25 +215,25 @@ class ConfluentAvro:
                 )
             raise DecodeError(f"value of {len(data)} byte(s) is shorter than the 5-byte header")
         schema_id = int.from_bytes(data[1:5], "big")
-        schema = self._parsed.get(schema_id)
-        if schema is None:
-            schema = self._schemas.get(schema_id)
-        return read_body(data, 5, schema, f"schema id {schema_id}")
+        reader = self._readers.get(schema_id)
+        if reader is None:
+            reader = self._schemas.get(schema_id)
+        return read_body(data, 5, reader, f"schema id {schema_id}")
 
 
 class SchemalessAvro:
     """Decoder of plain Avro bodies written with one local schema."""
 
-    __slots__ = ("_name", "_schema")
+    __slots__ = ("_name", "_reader")
 
-    def __init__(self, schema: Any, name: str) -> None:
-        self._schema = schema
+    def __init__(self, reader: Reader, name: str) -> None:
+        self._reader = reader
         self._name = name
 
     def __call__(self, record: SourceRecord) -> Any:
         if record.value is None:
             raise DecodeError("record has no value (tombstone)")
-        return read_body(record.value, 0, self._schema, self._name)
+        return read_body(record.value, 0, self._reader, self._name)
 
 
 def decoder(mapping: Mapping, settings: Settings) -> ConfluentAvro:
@@ -238,10 +256,10 @@ def schemaless_decoder(mapping: Mapping, settings: Settings) -> SchemalessAvro:
             f"{where}: format avro-schemaless needs the .avsc file it was written with"
         )
     try:
-        schema = parse_schema(plain(json.loads(path.read_text(encoding="utf-8"))))
+        reader = reader_for(json.loads(path.read_text(encoding="utf-8")), {})
     except Exception as exc:  # unreadable, not JSON, or fastavro's SchemaParseException
         raise ConfigError(f"{where}: {path} is not a usable Avro schema: {exc}") from exc
-    return SchemalessAvro(schema, f"schema {path.name}")
+    return SchemalessAvro(reader, f"schema {path.name}")
 
 
 def check_registry(settings: Settings, timeout_s: float) -> None:

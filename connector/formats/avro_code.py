@@ -1,0 +1,289 @@
+"""Avro bodies decoded by Python code written for each writer schema, once.
+
+fastavro's ``schemaless_reader`` walks the schema for every value it reads (a dispatch and a
+few dict look-ups per field); for the records usage topics carry that costs more than the
+rest of the pipeline.  ``compile_reader`` turns a parsed writer schema into the source of one
+function that reads its fields in order with the common case inline (one-byte varints, short
+strings) and builds the same values: 2-3× faster than fastavro on the bench record
+(BENCHMARKS.md).  A property test holds it to fastavro on random schemas and data.
+
+The values are fastavro's: records and maps are dicts, arrays lists, ``bytes`` and ``fixed``
+bytes, ``string`` text, an ``enum`` its symbol, a union its value; ``boolean`` is any non-zero
+byte.  Where fastavro accepts what is not Avro, the code refuses: a negative enum index, a
+varint longer than 10 bytes or beyond 64 bits, an array or map count larger than the bytes
+left could hold (fastavro would loop on a corrupt count of zero-size items).
+
+``compile_reader`` returns None for a schema with a logical type left in it (fastavro's
+readers turn those into Python objects): such schemas stay with fastavro.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+Reader = Callable[[bytes, int], tuple[Any, int]]
+"""``reader(data, start)`` → (value, position after it); raises ``AvroError`` on bad bytes."""
+
+PRIMITIVE = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+_MAX_ZERO_SIZE_ITEMS = 1 << 20
+
+
+class AvroError(ValueError):
+    """The bytes are not a value of the schema."""
+
+
+class Unsupported(Exception):
+    """A schema this module leaves to fastavro."""
+
+
+def _long(data: bytes, p: int, b: int) -> tuple[int, int]:
+    """The rest of a zig-zag varint whose first byte ``b`` (with its high bit) is read."""
+    n = b & 0x7F
+    shift = 7
+    while b & 0x80:
+        if shift > 63:
+            raise AvroError("a varint is longer than 10 bytes")
+        b = data[p]
+        p += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+    if n >> 64:
+        raise AvroError("a varint is beyond 64 bits")
+    return (n >> 1) ^ -(n & 1), p
+
+
+def compile_reader(schema: Any, named: dict[str, Any]) -> Reader | None:
+    """The reader of ``schema`` (fastavro-parsed; ``named``: its named types by full name),
+    or None when it has a logical type."""
+    try:
+        return _Gen(named).build(schema)
+    except Unsupported:
+        return None
+
+
+class _Gen:
+    def __init__(self, named: dict[str, Any]) -> None:
+        self.named = named
+        self.lines: list[str] = []
+        self.n = 0
+        self.consts: dict[str, Any] = {}
+        self.expanding: list[str] = []
+        self.functions: dict[str, str] = {}  # recursive named type → its function's name
+        self.pending: list[str] = []
+
+    def build(self, schema: Any) -> Reader:
+        body: list[str] = []
+        self.lines = body
+        out = self.value(schema, 1)
+        body.append(f"    return {out}, p")
+        source = ["def _read(data, p):", "    end = len(data)", *body]
+        while self.pending:  # recursive named types: one function each
+            name = self.pending.pop()
+            fn_lines: list[str] = []
+            self.lines = fn_lines
+            self.expanding = [name]
+            out = self.value(self.named[name], 1)
+            source += [
+                f"def {self.functions[name]}(data, p):",
+                "    end = len(data)",
+                *fn_lines,
+                f"    return {out}, p",
+            ]
+        namespace: dict[str, Any] = {
+            "_long": _long,
+            "_bad": AvroError,
+            "_f4": struct.Struct("<f").unpack_from,
+            "_f8": struct.Struct("<d").unpack_from,
+            **self.consts,
+        }
+        exec(compile("\n".join(source), "<avro reader>", "exec"), namespace)
+        reader: Reader = namespace["_read"]
+        return reader
+
+    # -- code ---------------------------------------------------------------------------
+    def var(self) -> str:
+        self.n += 1
+        return f"v{self.n}"
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def const(self, value: Any) -> str:
+        name = f"c{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def varint(self, ind: int) -> str:
+        """Read a zig-zag varint (the one-byte case inline)."""
+        v = self.var()
+        self.emit(ind, "b = data[p]")
+        self.emit(ind, "p += 1")
+        self.emit(ind, "if b & 0x80:")
+        self.emit(ind + 1, f"{v}, p = _long(data, p, b)")
+        self.emit(ind, "else:")
+        self.emit(ind + 1, f"{v} = (b >> 1) ^ -(b & 1)")
+        return v
+
+    def sized(self, ind: int, size: str, what: str) -> str:
+        """Read ``size`` bytes (an expression) as a bytes value."""
+        v = self.var()
+        self.emit(ind, f"e = p + {size}")
+        self.emit(ind, "if e > end or e < p:")
+        self.emit(ind + 1, f"raise _bad('{what} runs past the end of the value')")
+        self.emit(ind, f"{v} = data[p:e]")
+        self.emit(ind, "p = e")
+        return v
+
+    def value(self, schema: Any, ind: int) -> str:
+        """Emit the code that reads one value of ``schema``; the name holding it."""
+        if isinstance(schema, list):
+            return self.union(schema, ind)
+        if isinstance(schema, str):
+            if schema in PRIMITIVE:
+                return self.primitive(schema, ind)
+            return self.reference(schema, ind)
+        if not isinstance(schema, dict):
+            raise Unsupported(f"schema {schema!r}")
+        if "logicalType" in schema:
+            raise Unsupported(schema["logicalType"])
+        kind = schema.get("type")
+        if kind in PRIMITIVE:
+            return self.primitive(kind, ind)
+        if kind in ("record", "error"):
+            return self.named_type(schema, ind, self.record)
+        if kind == "enum":
+            return self.named_type(schema, ind, self.enum)
+        if kind == "fixed":
+            return self.named_type(schema, ind, self.fixed)
+        if kind == "array":
+            return self.blocks(schema["items"], None, ind)
+        if kind == "map":
+            return self.blocks(schema["values"], "string", ind)
+        if isinstance(kind, (str, list, dict)):
+            return self.value(kind, ind)
+        raise Unsupported(f"type {kind!r}")
+
+    def primitive(self, kind: str, ind: int) -> str:
+        if kind == "null":
+            return "None"
+        if kind in ("int", "long"):
+            return self.varint(ind)
+        if kind == "boolean":
+            v = self.var()
+            self.emit(ind, f"{v} = data[p] != 0")
+            self.emit(ind, "p += 1")
+            return v
+        if kind in ("float", "double"):
+            v = self.var()
+            size = 4 if kind == "float" else 8
+            self.emit(ind, f"{v} = _f{size}(data, p)[0]")
+            self.emit(ind, f"p += {size}")
+            return v
+        n = self.varint(ind)
+        raw = self.sized(ind, n, kind)
+        if kind == "bytes":
+            return raw
+        v = self.var()
+        self.emit(ind, f"{v} = {raw}.decode()")
+        return v
+
+    def reference(self, name: str, ind: int) -> str:
+        schema = self.named.get(name)
+        if schema is None:
+            raise Unsupported(f"unknown type {name!r}")
+        if name in self.expanding:  # recursive: through a function of its own
+            fn = self.functions.get(name)
+            if fn is None:
+                fn = self.functions[name] = f"_t{len(self.functions)}"
+                self.pending.append(name)
+            v = self.var()
+            self.emit(ind, f"{v}, p = {fn}(data, p)")
+            return v
+        return self.value(schema, ind)
+
+    def named_type(self, schema: dict[str, Any], ind: int, read: Callable[..., str]) -> str:
+        name = schema.get("name", "")
+        self.expanding.append(name)
+        try:
+            return read(schema, ind)
+        finally:
+            self.expanding.pop()
+
+    def record(self, schema: dict[str, Any], ind: int) -> str:
+        parts = []
+        for field in schema.get("fields", []):
+            value = self.value(field["type"], ind)
+            parts.append(f"{field['name']!r}: {value}")
+        v = self.var()
+        self.emit(ind, f"{v} = {{{', '.join(parts)}}}")
+        return v
+
+    def enum(self, schema: dict[str, Any], ind: int) -> str:
+        symbols = self.const(tuple(schema["symbols"]))
+        i = self.varint(ind)
+        self.emit(ind, f"if not 0 <= {i} < {len(schema['symbols'])}:")
+        self.emit(ind + 1, f"raise _bad(f'enum index {{{i}}} out of range')")
+        v = self.var()
+        self.emit(ind, f"{v} = {symbols}[{i}]")
+        return v
+
+    def fixed(self, schema: dict[str, Any], ind: int) -> str:
+        return self.sized(ind, str(int(schema["size"])), "fixed")
+
+    def union(self, branches: list[Any], ind: int) -> str:
+        i = self.varint(ind)
+        v = self.var()
+        for k, branch in enumerate(branches):
+            self.emit(ind, f"{'if' if k == 0 else 'elif'} {i} == {k}:")
+            self.emit(ind + 1, f"{v} = {self.value(branch, ind + 1)}")
+        self.emit(ind, "else:")
+        self.emit(ind + 1, f"raise _bad(f'union index {{{i}}} out of range')")
+        return v
+
+    def blocks(self, item: Any, key: str | None, ind: int) -> str:
+        """An array (``key`` None) or a map: blocks of a count, then that many items."""
+        v = self.var()
+        size = _min_size(item, self.named, set()) + (1 if key else 0)
+        self.emit(ind, f"{v} = {{}}" if key else f"{v} = []")
+        self.emit(ind, "while True:")
+        count = self.varint(ind + 1)
+        self.emit(ind + 1, f"if {count} == 0:")
+        self.emit(ind + 2, "break")
+        self.emit(ind + 1, f"if {count} < 0:")
+        self.emit(ind + 2, f"{count} = -{count}")
+        self.varint(ind + 2)  # the block's size in bytes: not needed
+        limit = f"{count} * {size} > end - p" if size else f"{count} > {_MAX_ZERO_SIZE_ITEMS}"
+        self.emit(ind + 1, f"if {limit}:")
+        self.emit(ind + 2, f"raise _bad(f'a block of {{{count}}} items cannot fit the value')")
+        self.emit(ind + 1, f"for _ in range({count}):")
+        if key:
+            name = self.primitive("string", ind + 2)
+            self.emit(ind + 2, f"{v}[{name}] = {self.value(item, ind + 2)}")
+        else:
+            self.emit(ind + 2, f"{v}.append({self.value(item, ind + 2)})")
+        return v
+
+
+def _min_size(schema: Any, named: dict[str, Any], seen: set[str]) -> int:
+    """The fewest bytes a value of ``schema`` takes (for the block-count check)."""
+    if isinstance(schema, list):
+        return 1
+    if isinstance(schema, str):
+        if schema == "null":
+            return 0
+        if schema in PRIMITIVE:
+            return {"float": 4, "double": 8}.get(schema, 1)
+        if schema in seen:
+            return 0
+        return _min_size(named.get(schema, "null"), named, seen | {schema})
+    kind = schema.get("type")
+    if kind in ("record", "error"):
+        inner = seen | {schema.get("name", "")}
+        return sum(_min_size(f["type"], named, inner) for f in schema.get("fields", []))
+    if kind == "fixed":
+        return int(schema["size"])
+    if kind in ("enum", "array", "map"):
+        return 1
+    return _min_size(kind, named, seen)
