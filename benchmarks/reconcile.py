@@ -13,6 +13,7 @@ matching: the figure doubles as a check of reconcile at scale.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,30 +56,32 @@ def drain(bootstrap: str, topic: str, n: int, url: str, workdir: Path) -> dict[s
     return env
 
 
-def check(env: dict[str, str], n: int) -> dict[str, Any]:
-    """One ``reconcile --json`` over the hour holding the benchmark records; its summary plus
-    the wall time.  Raises unless every record was read and every cell matches."""
+def check(env: dict[str, str], n: int, workdir: Path) -> dict[str, Any]:
+    """One ``reconcile --json`` over the hours holding the benchmark records: its summary, the
+    wall time and its peak RSS.  Raises unless every record was read and every cell matches."""
     end = T0_MS + ((n - 1) // HOUR_MS + 1) * HOUR_MS
     cmd = [sys.executable, "-m", "connector", "reconcile", "--json", "--wait", "1"]
     cmd += ["--from", str(T0_MS), "--to", str(end)]
+    out, err = workdir / "reconcile.json", workdir / "reconcile.err"
     started = time.monotonic()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr)
+        _pid, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own peak RSS
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"reconcile exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
-    summary: dict[str, Any] = orjson.loads(done.stdout)["summary"]
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"reconcile exited {code}:\n{err.read_text()[-2000:]}")
+    summary: dict[str, Any] = orjson.loads(out.read_bytes())["summary"]
     if summary["records_read"] != n or summary["cells_mismatched"]:
         raise RuntimeError(f"reconcile read {summary['records_read']:,} of {n:,}: {summary}")
-    return {**summary, "wall_s": wall}
+    return {**summary, "wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
 
 
 def run(
     bootstrap: str, topic: str, n: int, url: str, workdir: Path, reps: int
 ) -> list[dict[str, Any]]:
     env = drain(bootstrap, topic, n, url, workdir)
-    return [check(env, n) for _ in range(reps)]
+    return [check(env, n, workdir) for _ in range(reps)]
 
 
 def main() -> None:
@@ -97,7 +100,8 @@ def main() -> None:
                 ):
                     log(
                         f"(8) reconcile: {r['records_per_second']:,.0f} records/s checked, "
-                        f"{r['cells_checked']:,} cells, {r['wall_s']:.1f}s wall"
+                        f"{r['cells_checked']:,} cells, {r['wall_s']:.1f}s wall, "
+                        f"peak RSS {r['peak_mb']:.0f} MB"
                     )
 
 

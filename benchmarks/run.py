@@ -264,7 +264,8 @@ def main() -> None:
                 figs["8"].samples.append(r["records_per_second"])
                 log(
                     f"(8) reconcile: {r['records_per_second']:,.0f} records/s checked, "
-                    f"{r['cells_checked']:,} cells, {r['wall_s']:.1f}s wall"
+                    f"{r['cells_checked']:,} cells, {r['wall_s']:.1f}s wall, "
+                    f"peak RSS {r['peak_mb']:.0f} MB"
                 )
 
     elapsed = time.monotonic() - started
@@ -301,7 +302,7 @@ def main() -> None:
     figs["8"].note = (
         f"{figs['8'].median / f1:.0%} of (1); every cell matching; "
         f"{_median([r['wall_s'] for r in checks]):.1f} s wall per run (end-of-topic wait and "
-        "usage queries included)"
+        f"usage queries included); peak RSS {max(r['peak_mb'] for r in checks):.0f} MB"
     )
     peak = figs["6a"].hi
     targets = [
