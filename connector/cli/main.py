@@ -23,6 +23,7 @@ from connector.cli import (
     reconcile,
     registry,
     run,
+    s3,
     usage,
 )
 from connector.errors import ConnectorError, FatalError
@@ -58,6 +59,7 @@ for command in (
     meters.meters,
     customers.customers,
     usage.usage,
+    s3.s3,
 ):
     cli.add_command(command)
 

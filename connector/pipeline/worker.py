@@ -158,6 +158,11 @@ class Worker:
             ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
         for t in self._threads:
             t.start()
+        if cfg.sink.mode == "s3" and cfg.s3.failures_poll_s:
+            from connector.sinks.s3_failures import FailureWatcher
+
+            owned = lambda: frozenset(self.checkpoint.partitions)  # noqa: E731
+            FailureWatcher(cfg, owned, self.stopping).start()
         _tune_interpreter()
         metrics.HEALTH.unreachable_limit_s = cfg.sink.readiness_timeout_s
         metrics.LAST_COMMIT.set_to_current_time()

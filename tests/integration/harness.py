@@ -144,6 +144,7 @@ class ConnectorProcess:
     """`amberflo-connector run` as a real child process (so it can be SIGKILLed)."""
 
     def __init__(self, env: dict[str, str], log: Path, args: list[str] | None = None) -> None:
+        self.env = env
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

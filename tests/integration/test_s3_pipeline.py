@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gzip
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ from tests.integration.harness import (
     connector_env,
     expected_totals,
     produce,
+    read_all,
     usage_records,
     wait_until,
 )
@@ -242,3 +246,56 @@ def test_access_denied_or_missing_bucket_stop_with_one_line(
         lines = [x for x in proc.output().splitlines() if x.startswith("amberflo-connector:")]
         assert len(lines) == 1 and text in lines[0], proc.output()
         assert "Traceback" not in proc.output()
+
+
+def test_a_rejected_object_has_its_records_dead_lettered_once_with_the_reason(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    s3_stack: S3Stack,
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    """A record the connector maps but Amberflo refuses (year > 9999) makes Amberflo (the
+    emulator's intake) reject its whole object and write a failure report; the connector
+    dead-letters that object's 199 records, re-read from Kafka, with the reason, once, also
+    across a restart; `s3 failures` lists the report as handled."""
+    topic = topic_factory(1)
+    m, group, prefix = names()
+    records: list[object] = list(usage_records(m, 600))
+    records[250] = {**usage_records(m, 1)[0], "meterTimeInMillis": 300_000_000_000_000}
+    records[300] = b"{bad"  # dead-lettered at decode: not in the object, not again
+    produce(kafka_broker, topic, records)
+    env = {"CONNECTOR_S3__OBJECT_RECORDS": "200", "CONNECTOR_S3__FAILURES_POLL_S": "0.5"}
+    proc = start(topic, group, prefix, **env)
+    dlq = f"{topic}.dlq"
+    wait_until(lambda: emu.count(m) == 400, 60, "the two accepted objects stored")
+    letters = read_all(kafka_broker, dlq, 200, timeout=60)
+    assert len(letters) == 200
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for msg in letters:
+        h = {k: (v or b"").decode() for k, v in msg.headers()}
+        by_class[h["amberflo.error.class"]].append(int(h["amberflo.source.offset"]))
+        if h["amberflo.error.class"] == "S3ObjectRejected":
+            assert h["amberflo.error.stage"] == "sink"
+            text = h["amberflo.error.message"]
+            assert f"{topic}.0.200-399.ndjson.gz: BAD_REQUEST: 1 of 199 events" in text
+            assert "field meterTimeInMillis: required; must be an integer between" in text
+    rejected = [o for o in range(200, 400) if o != 300]
+    assert by_class == {"DecodeError": [300], "S3ObjectRejected": rejected}
+    # Restarted: the report (tagged) is not dead-lettered again.
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    again = start(topic, group, prefix, **env)
+    listing = subprocess.run(
+        [sys.executable, "-m", "connector", "s3", "failures", "--json"],
+        env=proc.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [row] = [orjson.loads(line) for line in listing.stdout.splitlines()]
+    assert row["records"] == f"{topic}[0] 200-399" and row["dead_lettered"] is True
+    wait_until(lambda: "assigned" in again.output(), 30, "the restarted connector assigned")
+    time.sleep(2)  # four failure-report polls
+    assert "Amberflo rejected" in proc.output() and "Amberflo rejected" not in again.output()
