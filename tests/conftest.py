@@ -101,3 +101,14 @@ def topic_factory(kafka_broker: str) -> Callable[..., str]:
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> Path:
     return tmp_path / "emulator.db"
+
+
+@pytest.fixture
+def sdk(amberflo_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The official Amberflo SDK pointed at the emulator (restored after the test); returns
+    the API key."""
+    from metering.session import ApiSession, IngestSession
+
+    monkeypatch.setattr(IngestSession, "root_url", amberflo_emulator.base_url)
+    monkeypatch.setattr(ApiSession, "root_url", amberflo_emulator.base_url)
+    return amberflo_emulator.api_key

@@ -42,15 +42,6 @@ def client(amberflo_emulator: Emulator) -> Iterator[AmberfloClient]:
         yield c
 
 
-@pytest.fixture
-def sdk(amberflo_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The official SDK pointed at the emulator; returns the API key."""
-    from metering.session import ApiSession
-
-    monkeypatch.setattr(ApiSession, "root_url", amberflo_emulator.base_url)
-    return amberflo_emulator.api_key
-
-
 def invoke(env: dict[str, str], *args: str) -> Result:
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -172,16 +172,6 @@ def test_arazzo_create_meter_and_ingest_event(
 # -- the official SDK ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def sdk(amberflo_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point the SDK at the emulator (restored after the test); returns the API key."""
-    from metering.session import ApiSession, IngestSession
-
-    monkeypatch.setattr(IngestSession, "root_url", amberflo_emulator.base_url)
-    monkeypatch.setattr(ApiSession, "root_url", amberflo_emulator.base_url)
-    return amberflo_emulator.api_key
-
-
 def test_sdk_customers_and_product_plans(sdk: str) -> None:
     from metering.customer import CustomerApiClient, create_customer_payload
     from metering.customer_product_plan import (

@@ -54,14 +54,6 @@ def client(amberflo_emulator: Emulator) -> Iterator[AmberfloClient]:
 
 
 @pytest.fixture
-def sdk(amberflo_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    from metering.session import ApiSession
-
-    monkeypatch.setattr(ApiSession, "root_url", amberflo_emulator.base_url)
-    return amberflo_emulator.api_key
-
-
-@pytest.fixture
 def run(
     kafka_broker: str, amberflo_emulator: Emulator, tmp_path: Path
 ) -> Iterator[Callable[..., ConnectorProcess]]:
