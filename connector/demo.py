@@ -1,7 +1,9 @@
 """``amberflo-connector demo``: the whole product on this machine, end to end.
 
-Starts the embedded broker and the emulator in a temporary directory, produces a sample
-workload (plus a few malformed records), runs the real connector process until every record is
+Starts the embedded broker and the emulator in a temporary directory (and the local Schema
+Registry for ``--format avro``), produces a sample workload in the chosen format with the
+mapping that reads it (``connector.samples``, plus a few malformed records), runs the real
+connector process until every record is
 accounted for (stored in the emulator or dead-lettered: records are counted, not end offsets),
 then prints usage per meter and customer from the emulator's ``/usage`` API and checks that the
 totals in Amberflo equal the totals produced.
@@ -9,18 +11,18 @@ totals in Amberflo equal the totals produced.
 
 from __future__ import annotations
 
-import random
+import json
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,65 +31,10 @@ from rich.table import Table
 from connector.amberflo.client import AmberfloClient, usage_query
 from connector.embedded import FAST_GROUP, EmbeddedBroker, EmbeddedEmulator, connector_env
 from connector.errors import FatalError
+from connector.samples import METERS, Totals, encode, malformed, mappings, publish, totals, usage
 
 TOPIC = "usage-events"
 API_KEY = "local-dev-key"
-METERS = ("api-calls", "storage-gb-hours", "compute-seconds")
-MALFORMED: list[bytes] = [
-    b"{not json",
-    b'{"meterApiName": "api-calls", "meterValue": 1}',  # no customerId
-    b'{"customerId": "acme", "meterApiName": "api-calls", "meterValue": "ten"}',
-    b'{"customerId": "acme", "meterApiName": "api-calls", "meterTimeInMillis": -5}',
-    b"[1, 2, 3]",
-]
-Totals = dict[tuple[str, str], float]
-
-
-def workload(n: int, customers: int, seed: int = 7) -> tuple[list[bytes], Totals]:
-    """n native records; values are multiples of 0.25 so float sums are exact."""
-    rng = random.Random(seed)
-    now_ms = int(time.time() * 1000)
-    names = [f"customer-{i:02d}" for i in range(customers)]
-    totals: Totals = defaultdict(float)
-    out = []
-    for i in range(n):
-        meter = METERS[i % len(METERS)]
-        customer = names[rng.randrange(customers)]
-        value = 1.0 if meter == "api-calls" else rng.randint(1, 400) / 4
-        totals[(meter, customer)] += value
-        event = {
-            "customerId": customer,
-            "meterApiName": meter,
-            "meterValue": value,
-            "meterTimeInMillis": now_ms - rng.randrange(3_600_000),
-            "dimensions": {"region": rng.choice(("us-east-1", "eu-west-1"))},
-        }
-        out.append(orjson.dumps(event))
-    return out, dict(totals)
-
-
-def _produce(bootstrap: str, values: list[bytes], progress: Progress) -> None:
-    task = progress.add_task("producing", total=len(values))
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 10,
-            "compression.type": "lz4",
-        }
-    )
-    for i, value in enumerate(values):
-        while True:
-            try:
-                producer.produce(TOPIC, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 5000 == 0:
-            producer.poll(0)
-            progress.update(task, completed=i)
-    if producer.flush(60):
-        raise FatalError("the embedded broker did not acknowledge every sample record")
-    progress.update(task, completed=len(values))
 
 
 class _DlqCounter(threading.Thread):
@@ -118,17 +65,34 @@ class _DlqCounter(threading.Thread):
         self.join(5)
 
 
-def run_demo(events: int, customers: int, keep_running: bool, console: Console) -> int:
+@contextmanager
+def _registry(fmt: str) -> Iterator[str | None]:
+    """The local Schema Registry's URL for ``avro`` (None for the other formats)."""
+    if fmt != "avro":
+        yield None
+        return
+    from connector.local_registry import LocalSchemaRegistry
+
+    with LocalSchemaRegistry() as registry:
+        yield registry.url
+
+
+def run_demo(
+    events: int, customers: int, keep_running: bool, console: Console, fmt: str = "native"
+) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="amberflo-demo-"))
-    console.print(f"[bold]Amberflo connector demo[/] — working in {workdir}")
+    console.print(f"[bold]Amberflo connector demo[/] ({fmt}) — working in {workdir}")
     with (
         EmbeddedBroker(log_path=workdir / "broker.log") as broker,
         EmbeddedEmulator(
             db=workdir / "emulator.db", api_key=API_KEY, log_path=workdir / "emulator.log"
         ) as emulator,
+        _registry(fmt) as registry,
     ):
         console.print(f"  Kafka broker     {broker.bootstrap}  (Tansu, in memory)")
         console.print(f"  Amberflo API     {emulator.base_url}  (emulator, key {API_KEY!r})")
+        if registry:
+            console.print(f"  Schema Registry  {registry}  (local, in memory)")
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         # The DLQ topic too, so the dead-letter counter below sees it from the start.
         futures = admin.create_topics(
@@ -137,19 +101,25 @@ def run_demo(events: int, customers: int, keep_running: bool, console: Console) 
         for future in futures.values():
             future.result(15)
         del admin, futures  # closed now, not after the broker is gone (no shutdown noise)
-        values, expected = workload(events, customers)
-        stream = values[:]
-        for i, bad in enumerate(MALFORMED):  # scatter the malformed records
-            stream.insert((i + 1) * len(values) // (len(MALFORMED) + 1), bad)
+        facts = usage(events, customers)
+        expected = totals(facts)
+        stream = encode(fmt, facts, TOPIC, registry)
+        bad = malformed(fmt, TOPIC, registry)
+        for i, record in enumerate(bad):  # scatter the malformed records
+            stream.insert((i + 1) * len(facts) // (len(bad) + 1), record)
         with _progress(console) as progress:
-            _produce(broker.bootstrap, stream, progress)
+            publish(broker.bootstrap, TOPIC, stream, progress)
         console.print(
-            f"  produced {events:,} usage records and {len(MALFORMED)} malformed ones "
+            f"  produced {events:,} usage records ({fmt}) and {len(bad)} malformed ones "
             f"to topic {TOPIC!r}"
         )
         dlq = _DlqCounter(broker.bootstrap)
         dlq.start()
+        extra = {"CONNECTOR_MAPPINGS": json.dumps(mappings(fmt, TOPIC))}
+        if registry:
+            extra["CONNECTOR_SCHEMA_REGISTRY__URL"] = registry
         env = connector_env(broker.bootstrap, TOPIC, emulator.base_url, API_KEY)
+        env.update(extra)
         log_path = workdir / "connector.log"
         with open(log_path, "ab") as log:
             connector = subprocess.Popen(
@@ -182,7 +152,7 @@ def run_demo(events: int, customers: int, keep_running: bool, console: Console) 
             _print_table(console, actual)
             dead = dlq.count
             dlq.stop()
-            ok = _check(console, expected, actual, dead)
+            ok = _check(console, expected, actual, dead, len(bad))
             if keep_running:
                 console.print(
                     f"\nLeft running: Kafka {broker.bootstrap}, Amberflo emulator "
@@ -241,14 +211,14 @@ def _print_table(console: Console, usage: Totals) -> None:
     console.print(table)
 
 
-def _check(console: Console, expected: Totals, actual: Totals, dead: int) -> bool:
-    console.print(f"  dead-lettered: {dead} (expected {len(MALFORMED)}: the malformed records)")
+def _check(console: Console, expected: Totals, actual: Totals, dead: int, bad: int) -> bool:
+    console.print(f"  dead-lettered: {dead} (expected {bad}: the malformed records)")
     wrong = sorted(
         k
         for k in expected.keys() | actual.keys()
         if abs(expected.get(k, 0) - actual.get(k, 0)) > 1e-6
     )
-    ok = not wrong and dead == len(MALFORMED)
+    ok = not wrong and dead == bad
     if ok:
         console.print(
             f"[bold green]CHECK OK[/]: all {len(expected)} meter×customer totals in Amberflo "

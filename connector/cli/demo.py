@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from connector.cli.produce import FORMATS
+
 
 @click.command()
 @click.option(
@@ -23,19 +25,32 @@ import click
     help="Customers the sample usage is spread over.",
 )
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="native",
+    show_default=True,
+    help="Format of the sample records; the connector reads them with the matching mapping "
+    "(avro: through a local Schema Registry).",
+)
+@click.option(
     "--keep-running",
     is_flag=True,
     help="Leave the broker, emulator and connector up afterwards and print addresses.",
 )
-def demo(events: int, customers: int, keep_running: bool) -> None:
+def demo(events: int, customers: int, fmt: str, keep_running: bool) -> None:
     """Run everything locally: embedded Kafka + Amberflo emulator + sample data + connector.
 
     Prints a usage table per meter and customer from the emulator's /usage API, the number of
     dead letters, and a check that the totals in Amberflo equal the totals produced. Exits 0
     when they match, 1 when not.
+
+    \b
+    Example:
+      amberflo-connector demo --events 20000 --format avro
     """
     from rich.console import Console
 
     from connector.demo import run_demo
 
-    sys.exit(run_demo(events, customers, keep_running, Console()))
+    sys.exit(run_demo(events, customers, keep_running, Console(), fmt))

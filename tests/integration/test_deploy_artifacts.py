@@ -701,6 +701,25 @@ def test_compose_services_wiring(compose: dict[str, Any]) -> None:
     assert command[command.index("--api-key") + 1] == "local-dev-key"
 
 
+def test_compose_schema_registry_wiring(compose: dict[str, Any]) -> None:
+    """Confluent's registry stores its schemas in this Kafka, and the connector fetches them
+    from the registry's listener (format avro)."""
+    services = compose["services"]
+    registry = services["schema-registry"]
+    assert registry["image"].startswith("confluentinc/cp-schema-registry:")
+    env = _env_map(registry)
+    assert env["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"] == "PLAINTEXT://kafka:9092"
+    assert "kafka:9092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert registry["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "healthcheck" in registry
+    port = env["SCHEMA_REGISTRY_LISTENERS"].rsplit(":", 1)[1]
+    connector = services["connector"]
+    url = _env_map(connector)["CONNECTOR_SCHEMA_REGISTRY__URL"]
+    assert url == f"http://{registry['hostname']}:{port}"
+    assert connector["depends_on"]["schema-registry"]["condition"] == "service_healthy"
+    assert f"{port}:{port}" in registry["ports"]
+
+
 # --------------------------------------------------------------------------- (f) Dockerfile
 
 

@@ -146,3 +146,8 @@ def test_avro_usage_event_round_trips_and_fills_defaults(event: dict[str, Any]) 
     if expected["meterTimeInMillis"] is not None:  # timestamp-millis reads back as a datetime
         back["meterTimeInMillis"] = int(back["meterTimeInMillis"].timestamp() * 1000)
     assert back == expected
+
+
+def test_the_packaged_avro_schema_is_the_one_in_schemas() -> None:
+    packaged = Path(__file__).resolve().parents[2] / "connector" / "formats" / "usage_event.avsc"
+    assert packaged.read_bytes() == (SCHEMAS / "usage_event.avsc").read_bytes()
