@@ -9,9 +9,12 @@ protocol binding (github.com/cloudevents/spec, ``kafka-protocol-binding.md``).
   ``ce_type``, ``ce_time``, …), ``content-type`` is the data's content type, and the value
   is the data.
 
-The rules read the event's ``data`` (parsed as JSON: a JSON content type, or none).  The
-event's ``source`` and ``id``, which CloudEvents says identify it, make the default uniqueId;
-its ``time`` (RFC 3339) is the default meter time.  A record that is not a valid CloudEvent
+The rules read the event's ``data`` (parsed as JSON: a JSON content type, or none), and the
+context attributes their ``{path: $ce.<name>}`` rules name (``Mapping.attributes``): the
+structured event's member, or the binary ``ce_<name>`` header as text (``datacontenttype``:
+the ``content-type`` header); only those are collected, per record.  The event's ``source``
+and ``id``, which CloudEvents says identify it, make the default uniqueId; its ``time``
+(RFC 3339) is the default meter time.  A record that is not a valid CloudEvent
 (no ``specversion`` 1.0, ``id``, ``source`` or ``type``; a bad ``time``; data that is not
 JSON) is a ``DecodeError``.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import msgspec
 import orjson
@@ -95,15 +98,21 @@ def _structured(raw: bytes | None, content_type: str | None) -> tuple[dict[str, 
 
 def _binary(record: SourceRecord, headers: dict[str, str]) -> tuple[dict[str, Any], Any]:
     event: dict[str, Any] = {k[3:]: v for k, v in headers.items() if k.startswith("ce_")}
-    content_type = headers.get("content-type")
+    content_type = event["datacontenttype"] = headers.get("content-type")
     if not _is_json(content_type):
         raise DecodeError(f"CloudEvent data is {content_type!r}; the rules read JSON data")
     raw = record.value
     return event, None if not raw else _json(raw, "CloudEvent data")
 
 
-def _general(record: SourceRecord, want_identity: bool, want_time: bool) -> Envelope:
-    """The definition of the decoding (both modes); names what is wrong with a record."""
+def _general(
+    record: SourceRecord, want_identity: bool, want_time: bool, attributes: tuple[str, ...] = ()
+) -> Envelope:
+    """The definition of the decoding (both modes); names what is wrong with a record.
+
+    ``attributes``: the context attributes the rules read, each from the structured event's
+    member or the binary ``ce_<name>`` header (as text; ``datacontenttype`` is the
+    ``content-type`` header there), None when absent."""
     headers: dict[str, str] = {}
     for k, v in record.headers:
         if v is not None:
@@ -118,12 +127,24 @@ def _general(record: SourceRecord, want_identity: bool, want_time: bool) -> Enve
     for name in REQUIRED:
         _attribute(event, name)
     return _envelope(
-        data, event["source"], event["id"], event.get("time"), want_identity, want_time
+        data,
+        event["source"],
+        event["id"],
+        event.get("time"),
+        want_identity,
+        want_time,
+        {n: event.get(n) for n in attributes} if attributes else None,
     )
 
 
 def _envelope(
-    data: Any, source: str, event_id: str, time: Any, want_identity: bool, want_time: bool
+    data: Any,
+    source: str,
+    event_id: str,
+    time: Any,
+    want_identity: bool,
+    want_time: bool,
+    attributes: dict[str, Any] | None = None,
 ) -> Envelope:
     time_ms = None
     if want_time and time is not None:
@@ -131,7 +152,9 @@ def _envelope(
             time_ms = iso_ms(time, "time")
         except MappingError as exc:
             raise DecodeError(f"CloudEvent {exc}") from None
-    return Envelope(data, identity(source, event_id) if want_identity else None, time_ms)
+    return Envelope(
+        data, identity(source, event_id) if want_identity else None, time_ms, attributes
+    )
 
 
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -151,13 +174,24 @@ class _Event(msgspec.Struct):
     data_base64: None = None
 
 
-_decode_event = msgspec.json.Decoder(_Event).decode
+def _event_type(attributes: tuple[str, ...]) -> type[_Event]:
+    """``_Event`` with a field for each other attribute the rules read (any JSON value)."""
+    extra = [(n, Any, None) for n in attributes if n not in _Event.__struct_fields__]
+    if not extra:
+        return _Event
+    return cast(type[_Event], msgspec.defstruct("_Event", extra, bases=(_Event,)))
+
+
+_READ = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
 
 
 def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
     """The CloudEvents decoder of ``mapping`` (see the module docstring)."""
     want_identity = mapping.unique_id is None
     want_time = mapping.time is None
+    attributes = mapping.attributes
+    decode_event = msgspec.json.Decoder(_event_type(attributes)).decode
+    binary = _BinaryFast(want_identity, want_time, attributes)
 
     def decode(record: SourceRecord) -> Envelope:
         raw = record.value
@@ -171,51 +205,90 @@ def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
             )
         ):
             try:
-                e = _decode_event(raw)
+                e = decode_event(raw)
             except msgspec.MsgspecError:
                 pass
             else:
-                return _envelope(e.data, e.source, e.id, e.time, want_identity, want_time)
+                found = {n: getattr(e, n) for n in attributes} if attributes else None
+                return _envelope(e.data, e.source, e.id, e.time, want_identity, want_time, found)
         elif headers:
-            found = _binary_fast(record, want_identity, want_time)
-            if found is not None:
-                return found
-        return _general(record, want_identity, want_time)
+            envelope = binary(record)
+            if envelope is not None:
+                return envelope
+        return _general(record, want_identity, want_time, attributes)
 
     return decode
 
 
-def _binary_fast(record: SourceRecord, want_identity: bool, want_time: bool) -> Envelope | None:
-    """A binary-mode event with exact lower-case headers and JSON data, or None: the general
-    way then decides (and names the problem)."""
-    version = event_id = source = kind = time = content_type = None
-    for k, v in record.headers:
-        if k == "ce_id":
-            event_id = v
-        elif k == "ce_source":
-            source = v
-        elif k == "ce_specversion":
-            version = v
-        elif k == "ce_type":
-            kind = v
-        elif k == "ce_time":
-            time = v
-        elif k == "content-type":
-            content_type = v
-    if version != b"1.0" or not event_id or not source or not kind:
-        return None
-    if content_type is not None and content_type != b"application/json":
-        return None
-    raw = record.value
-    try:
-        data = _decode_any(raw) if raw else None
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    return _envelope(
-        data,
-        source.decode("utf-8", "replace"),
-        event_id.decode("utf-8", "replace"),
-        None if time is None else time.decode("utf-8", "replace"),
-        want_identity,
-        want_time,
-    )
+class _BinaryFast:
+    """A binary-mode event with JSON data whose headers read the same when taken exactly as
+    they are, or None: the general way then decides (and names the problem).  Headers taken
+    as they are differ from the general way's lower-cased, value-less-skipping reading only
+    when a header it reads comes in another case or without a value: those go the general
+    way."""
+
+    __slots__ = ("_attributes", "_read", "_want_identity", "_want_time", "_wanted")
+
+    def __init__(self, want_identity: bool, want_time: bool, attributes: tuple[str, ...]):
+        self._want_identity = want_identity
+        self._want_time = want_time
+        self._attributes = attributes
+        standard = ("specversion", "id", "source", "type", "time", "datacontenttype")
+        self._wanted = {f"ce_{n}": n for n in attributes if n not in standard}
+        self._read = frozenset(_READ).union(self._wanted)
+
+    def __call__(self, record: SourceRecord) -> Envelope | None:
+        version = event_id = source = kind = time = content_type = None
+        wanted = self._wanted
+        extra: dict[str, bytes | None] = {}
+        for k, v in record.headers:
+            if v is None:
+                return None
+            if k == "ce_id":
+                event_id = v
+            elif k == "ce_source":
+                source = v
+            elif k == "ce_specversion":
+                version = v
+            elif k == "ce_type":
+                kind = v
+            elif k == "ce_time":
+                time = v
+            elif k == "content-type":
+                content_type = v
+            elif k in wanted:
+                extra[wanted[k]] = v
+            elif k.lower() in self._read:
+                return None
+        if version != b"1.0" or not event_id or not source or not kind:
+            return None
+        if content_type is not None and content_type != b"application/json":
+            return None
+        raw = record.value
+        try:
+            data = _decode_any(raw) if raw else None
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        found = None
+        if self._attributes:
+            extra.update(
+                specversion=version,
+                id=event_id,
+                source=source,
+                type=kind,
+                time=time,
+                datacontenttype=content_type,
+            )
+            found = {}
+            for name in self._attributes:
+                v = extra.get(name)
+                found[name] = None if v is None else v.decode("utf-8", "replace")
+        return _envelope(
+            data,
+            source.decode("utf-8", "replace"),
+            event_id.decode("utf-8", "replace"),
+            None if time is None else time.decode("utf-8", "replace"),
+            self._want_identity,
+            self._want_time,
+            found,
+        )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.formats.paths import expr_getter, parse_path
+from connector.formats.paths import attribute_name, expr_getter
 
 Scalar = str | int | float | bool
 TimeUnit = Literal["ms", "s", "iso8601"]
@@ -49,7 +49,7 @@ class Rule(_Model):
     @classmethod
     def _path_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_path(value)
+            attribute_name(value)  # parses the path; a $ce path must name one attribute
         return value
 
     @field_validator("expr")
@@ -75,6 +75,11 @@ class Rule(_Model):
     def has_default(self) -> bool:
         """True when ``default`` was given, even as null (a dimension then may be absent)."""
         return "default" in self.model_fields_set
+
+    @property
+    def attribute(self) -> str | None:
+        """The CloudEvents attribute a ``{path: $ce.<name>}`` rule reads (None otherwise)."""
+        return None if self.path is None else attribute_name(self.path)
 
 
 class Filter(_Model):
@@ -200,6 +205,13 @@ class Mapping(_Model):
                     + "; its options go under segment:"
                 )
             return self
+        if self.format != "cloudevents":
+            for name, rule in self.rules():
+                if rule.attribute is not None:
+                    raise ValueError(
+                        f"{name}: {rule.path} reads a CloudEvents attribute; "
+                        f"format {self.format} has none"
+                    )
         if self.kind == "customer":
             return self._customer_rules(given)
         if customer_keys:
@@ -257,3 +269,21 @@ class Mapping(_Model):
         for name, rule in named.items():
             if rule.unit is not None:
                 raise ValueError(f"{name} takes no unit (unit is for time only)")
+
+    def rules(self) -> list[tuple[str, Rule]]:
+        """Every rule of the entry with the key that names it in errors (``dimensions.region``)."""
+        keys = ("meter", "customer_id", "value", "time", "unique_id")
+        found = [(k, r) for k in keys if (r := getattr(self, k)) is not None]
+        found += [(f"dimensions.{n}", r) for n, r in self.dimensions.items()]
+        found += [(f"meters.{n}", r) for n, r in (self.meters or {}).items()]
+        found += [(k, r) for k in ("name", "email", "plan") if (r := getattr(self, k)) is not None]
+        if isinstance(self.traits, Rule):
+            found.append(("traits", self.traits))
+        elif self.traits is not None:
+            found += [(f"traits.{n}", r) for n, r in self.traits.items()]
+        return found
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The CloudEvents context attributes the rules read (``$ce.<name>`` paths), sorted."""
+        return tuple(sorted({a for _k, r in self.rules() if (a := r.attribute) is not None}))

@@ -57,18 +57,19 @@ def traits_of(value: Any, field: str, clean: Callable[[str], str] | None = None)
     return out
 
 
-def _field(key: str, rule: Rule, kind: Kind) -> Callable[[Any], Any]:
-    """The rule as a function of the payload (``fields.field_code``: checked value, default,
-    or a MappingError naming the key and the rule)."""
+def _field(key: str, rule: Rule, kind: Kind) -> Callable[[Any, Any], Any]:
+    """The rule as a function of the payload and the CloudEvents attributes its ``$ce`` path
+    reads (``fields.field_code``: checked value, default, or a MappingError naming the key and
+    the rule)."""
     code = Code()
     field_code(code, "found", key, rule, kind)
     code.add("return found")
-    return code.build("def get(payload):", "get", f"{key} rule")
+    return code.build("def get(payload, attributes=None):", "get", f"{key} rule")
 
 
-def _optional_text(key: str, rule: Rule | None) -> Callable[[Any], str | None]:
+def _optional_text(key: str, rule: Rule | None) -> Callable[[Any, Any], str | None]:
     if rule is None:
-        return lambda _payload: None
+        return lambda _payload, _attributes: None
     return _field(key, rule, TEXT)
 
 
@@ -89,22 +90,22 @@ class CustomerMapper:
         traits = mapping.traits
         if isinstance(traits, Rule):
             whole = _field("traits", traits, Kind(lambda v, _f: v))
-            self._traits: Callable[[Any], Mapping[str, str]] = lambda p: traits_of(
-                whole(p), "traits"
+            self._traits: Callable[[Any, Any], Mapping[str, str]] = lambda p, a: traits_of(
+                whole(p, a), "traits"
             )
         else:
             kind = Kind(trait_text)
             fields = [(k, _field(f"traits.{k}", r, kind)) for k, r in (traits or {}).items()]
-            self._traits = lambda p: _named_traits(fields, p)
+            self._traits = lambda p, a: _named_traits(fields, p, a)
 
     def __call__(self, record: SourceRecord) -> CustomerUpdate:
         decoded = self._decode(record)
-        event_time = None
+        event_time = attributes = None
         if type(decoded) is Envelope:
-            decoded, _identity, event_time = decoded
-        customer = self._customer(decoded)
+            decoded, _identity, event_time, attributes = decoded
+        customer = self._customer(decoded, attributes)
         if self._time is not None:
-            time_ms = self._time(decoded)
+            time_ms = self._time(decoded, attributes)
         elif event_time is not None:
             time_ms = event_time
         else:
@@ -113,10 +114,10 @@ class CustomerMapper:
                 raise MappingError("time", "no time rule and the Kafka record has no timestamp")
         return CustomerUpdate(
             customer,
-            self._name(decoded) or customer,
-            self._email(decoded),
-            self._traits(decoded),
-            self._plan(decoded),
+            self._name(decoded, attributes) or customer,
+            self._email(decoded, attributes),
+            self._traits(decoded, attributes),
+            self._plan(decoded, attributes),
             time_ms // 1000,
         )
 
@@ -124,11 +125,11 @@ class CustomerMapper:
 
 
 def _named_traits(
-    fields: list[tuple[str, Callable[[Any], str | None]]], payload: Any
+    fields: list[tuple[str, Callable[[Any, Any], str | None]]], payload: Any, attributes: Any
 ) -> Mapping[str, str]:
     out = {}
     for key, get in fields:
-        text = get(payload)
+        text = get(payload, attributes)
         if text is not None:
             out[key] = text
     return out

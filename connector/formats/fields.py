@@ -127,8 +127,9 @@ class Code:
 
 def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> None:
     """Lines that set the local ``target`` from the local ``payload`` by ``rule`` (see the
-    module docstring).  A constant is checked here, once; a default too.  Nothing found (or
-    null) gives the default, or a MappingError when the rule has none."""
+    module docstring), or from the dict ``attributes`` for a ``$ce.<name>`` path.  A constant
+    is checked here, once; a default too.  Nothing found (or null) gives the default, or a
+    MappingError when the rule has none."""
     name = label(key, rule)
     if rule.constant is not None:
         code.add(f"{target} = {code.ref(kind.check(rule.constant, name), 'constant')}")
@@ -140,6 +141,8 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
         absent = f"{code.ref(_missing(name), 'missing')}()"
     if rule.expr is not None:
         code.add(f"x = {code.ref(expr_getter(rule.expr, name), 'search')}(payload)")
+    elif rule.attribute is not None:
+        code.add(f"x = attributes.get({rule.attribute!r})")
     else:
         code.add("try:", "    x = payload")
         for step in parse_path(str(rule.path)):

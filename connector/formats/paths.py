@@ -9,6 +9,9 @@ function of the decoded value; finding nothing is ``None``.
   direct subscripts, no interpretation per record.  A name reached on something that is not
   an object, or an index on something that is not a list, finds nothing, as does an index
   beyond the list's end.
+* ``{path: $ce.type}`` — a CloudEvents context attribute (format ``cloudevents`` only): the
+  root ``$ce`` and one attribute name (``id``, ``source``, ``type``, ``subject``, ``time``, an
+  extension such as ``tenantid``).  The other paths read the event's ``data``.
 * ``{expr: "items[?kind=='api'] | length(@)"}`` — a JMESPath expression (jmespath.org), for
   anything richer: filters, projections, functions.  Slower (an interpreter runs per record);
   use it where a path cannot say it.
@@ -53,6 +56,31 @@ def parse_path(text: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+ATTRIBUTES = "$ce"
+"""The root of a path that reads a CloudEvents context attribute instead of ``data``."""
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+
+
+def attribute_name(text: str) -> str | None:
+    """The context attribute a ``$ce.<name>`` path reads, or None for a path into the data.
+
+    Raises ``ValueError`` for a ``$ce`` path that is not the root and one attribute name
+    (CloudEvents names are lower-case ASCII letters and digits; ``data`` is not an
+    attribute)."""
+    steps = parse_path(text)
+    if steps[0] != ATTRIBUTES:
+        return None
+    name = steps[1] if len(steps) == 2 else None
+    if type(name) is not str or not _ATTRIBUTE_NAME.fullmatch(name):
+        raise ValueError(
+            f"{text!r}: a CloudEvents attribute is read as $ce.<name>, one name of lower-case "
+            "letters and digits (attributes are flat: $ce.type, $ce.subject, $ce.tenantid)"
+        )
+    if name == "data":
+        raise ValueError("$ce.data: data is not a context attribute; a path without $ce reads it")
+    return name
+
+
 _FUNCTIONS = frozenset(jmespath.functions.Functions().FUNCTION_TABLE)
 
 
@@ -75,9 +103,14 @@ def expr_getter(text: str, field: str) -> Getter:
     try:
         compiled = jmespath.compile(text)
     except ParseError as exc:
+        hint = (
+            "; expressions read the data, a CloudEvents attribute is read with {path: $ce.<name>}"
+            if ATTRIBUTES in text
+            else ""
+        )
         raise ValueError(
             f"is not a valid JMESPath expression ({exc.msg.lower()} at character "
-            f"{exc.lex_position + 1}: {text!r})"
+            f"{exc.lex_position + 1}: {text!r}){hint}"
         ) from None
     except JMESPathError as exc:
         raise ValueError(

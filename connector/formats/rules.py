@@ -51,11 +51,15 @@ class Envelope(NamedTuple):
 
     ``payload`` is what the rules' paths read; ``identity`` (text naming the event uniquely,
     e.g. CloudEvents source and id) makes the default uniqueIds; ``time_ms`` is the default
-    time.  A decoder of a plain format returns the payload itself."""
+    time; ``attributes`` are what ``{path: $ce.<name>}`` rules read.  A decoder of a plain
+    format returns the payload itself."""
 
     payload: Any
     identity: str | None = None
     time_ms: int | None = None
+    attributes: dict[str, Any] | None = None
+    """The context attributes the rules read (``Mapping.attributes``): name → value, None
+    when the event does not carry it."""
 
 
 class Filtered(NamedTuple):
@@ -74,9 +78,9 @@ class Rules:
         code = self.code = Code()
         code.add(
             "payload = decode(record)",
-            "identity = event_time = None",
+            "identity = event_time = attributes = None",
             "if type(payload) is Envelope:",
-            "    payload, identity, event_time = payload",
+            "    payload, identity, event_time, attributes = payload",
         )
         code.namespace.update(Envelope=Envelope, MeterEvent=MeterEvent, coordinates=coordinates)
         dims = []

@@ -71,10 +71,12 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
 ) -> None:
     """Structured and binary CloudEvents map to the same events; a re-published event (same
     source + id, new offset) counts once; an invalid one is dead-lettered at stage decode;
-    filtered json records are committed and counted, never sent."""
+    rules read context attributes ($ce.type, an extension, source) in both modes; filtered
+    json records are committed and counted, never sent."""
     emu = Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
     ce_meter, json_meter = f"ce-{uuid.uuid4().hex[:8]}", f"js-{uuid.uuid4().hex[:8]}"
     t_structured, t_binary, t_json = topic_factory(1), topic_factory(1), topic_factory(1)
+    t_attrs, attr_meter = topic_factory(1), f"attr-{uuid.uuid4().hex[:8]}"
 
     # structured: half with the content-type header, half without (read the same way)
     records = [
@@ -107,6 +109,21 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
     ]
     produce_raw(kafka_broker, t_binary, binary)
     produce_raw(kafka_broker, t_json, [{"value": orjson.dumps(json_record(i))} for i in range(30)])
+    # attributes: the meter is the event type, the customer an extension, the source a
+    # dimension; even offsets structured, odd ones binary; evt-a0 is sent in both modes
+    attr_records: list[dict[str, Any]] = []
+    for i in range(8):
+        a = {"id": f"evt-a{i % 7}", "source": f"/svc{i % 7 % 2}", "tenantid": f"t{i % 7 % 3}"}
+        data = {"requests": i % 7 + 1}
+        if i % 2 == 0:
+            event = {**structured(0, data=data), **a, "type": attr_meter}
+            attr_records.append({"value": orjson.dumps(event)})
+        else:
+            headers = [(f"ce_{k}", v.encode()) for k, v in {**a, "type": attr_meter}.items()]
+            headers += [("ce_specversion", b"1.0"), ("ce_time", iso(T0).encode())]
+            headers.append(("content-type", b"application/json"))
+            attr_records.append({"value": orjson.dumps(data), "headers": headers})
+    produce_raw(kafka_broker, t_attrs, attr_records)
 
     mappings = [
         {
@@ -116,6 +133,14 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
             "meter": ce_meter,
             "value": {"path": "requests"},
             "dimensions": {"region": {"path": "region"}},
+        },
+        {
+            "topics": [t_attrs],
+            "format": "cloudevents",
+            "customer_id": {"path": "$ce.tenantid"},
+            "meter": {"path": "$ce.type"},
+            "value": {"path": "requests"},
+            "dimensions": {"source": {"path": "$ce.source"}},
         },
         {
             "topics": [t_json],
@@ -132,7 +157,7 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
     group = f"g-{ce_meter}"
     env = connector_env(
         kafka_broker,
-        f"{t_structured},{t_binary},{t_json}",
+        f"{t_structured},{t_binary},{t_json},{t_attrs}",
         amberflo_emulator.base_url,
         amberflo_emulator.api_key,
         group,
@@ -155,6 +180,7 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
                 committed(kafka_broker, group, t_structured, 1)[0] == len(records)
                 and committed(kafka_broker, group, t_binary, 1)[0] == len(binary)
                 and committed(kafka_broker, group, t_json, 1)[0] == 30
+                and committed(kafka_broker, group, t_attrs, 1)[0] == len(attr_records)
             )
 
         wait_until(done, 60, f"every record committed ({proc.output()[-2000:]})")
@@ -162,6 +188,19 @@ def test_cloudevents_both_modes_and_a_filtered_json_topic(
         assert emu.totals(ce_meter) == dict(want_ce)
         assert emu.count(json_meter) == len(kept) == 20
         assert emu.totals(json_meter) == dict(want_json)
+        # 7 distinct events (evt-a0 re-sent), each by its attributes
+        wait_until(lambda: emu.count(attr_meter) == 7, 10, "7 events by attributes stored")
+        assert emu.totals(attr_meter) == {
+            (attr_meter, "t0"): 1 + 4 + 7,
+            (attr_meter, "t1"): 2 + 5,
+            (attr_meter, "t2"): 3 + 6,
+        }
+        stored = emu.s.get(
+            f"{emu.base_url}/_emulator/records", params={"meterApiName": attr_meter}, timeout=10
+        ).json()["records"]
+        assert sorted((r["customerId"], r["dimensions"]["source"]) for r in stored) == sorted(
+            (f"t{i % 3}", f"/svc{i % 2}") for i in range(7)
+        )
         labels = f'rule="region EXCLUDE",topic="{t_json}"'
         assert metric(port, "amberflo_connector_records_filtered_total", labels) == 10.0
 

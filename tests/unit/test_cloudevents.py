@@ -153,15 +153,27 @@ def test_an_invalid_event_is_a_decode_error(record: Any, message: str) -> None:
     assert str(info.value).startswith(message), str(info.value)
 
 
-def _general(record: Any) -> Any:
+READS = ("datacontenttype", "subject", "tenantid", "type")
+ATTRIBUTE_RULES = {
+    **RULES,
+    "customer_id": {"path": "$ce.tenantid", "default": "none"},
+    "meter": {"path": "$ce.type"},
+    "dimensions": {
+        "subject": {"path": "$ce.subject", "default": None},
+        "ct": {"path": "$ce.datacontenttype", "default": None},
+    },
+}
+
+
+def _general(record: Any, attributes: tuple[str, ...] = ()) -> Any:
     try:
-        return cloudevents._general(record, True, True)
+        return cloudevents._general(record, True, True, attributes)
     except DecodeError as exc:
         return ("error", str(exc))
 
 
-def _fast(record: Any) -> Any:
-    decode = cloudevents.decoder(Mapping(topics=["ce"], **RULES), None)  # type: ignore[arg-type]
+def _fast(record: Any, rules: dict[str, Any] = RULES) -> Any:
+    decode = cloudevents.decoder(Mapping(topics=["ce"], **rules), None)  # type: ignore[arg-type]
     try:
         return decode(record)
     except DecodeError as exc:
@@ -180,16 +192,41 @@ times = st.one_of(st.none(), st.sampled_from(["2026-01-01T00:00:00Z", "x", "1969
     source=attribute,
     kind=attribute,
     time=times,
+    tenant=attribute,
     data=st.one_of(
         st.none(),
         st.dictionaries(st.text(max_size=3), st.integers(-(2**63), 2**64 - 1), max_size=2),
     ),
     b64=st.booleans(),
     mode=st.sampled_from(["structured", "structured-ct", "binary"]),
+    reads=st.booleans(),
+    valid=st.booleans(),
+    shout=st.sampled_from([None, "ce_id", "ce_tenantid", "content-type"]),
+    again=st.sampled_from([None, "ce_id", "ce_tenantid", "content-type"]),
+    again_value=st.sampled_from([b"text/plain", None]),
 )
 def test_the_fast_paths_agree_with_the_general_decoding(
-    spec: Any, eid: Any, source: Any, kind: Any, time: Any, data: Any, b64: bool, mode: str
+    spec: Any,
+    eid: Any,
+    source: Any,
+    kind: Any,
+    time: Any,
+    tenant: Any,
+    data: Any,
+    b64: bool,
+    mode: str,
+    reads: bool,
+    valid: bool,
+    shout: str | None,
+    again: str | None,
+    again_value: bytes | None,
 ) -> None:
+    """Both fast paths give what the general decoding gives, attributes included, whatever the
+    header names' case and repeats (``shout``: the last header of a name upper-cased;
+    ``again``: a name repeated with another value or none; ``valid``: the required attributes
+    are there, so that the fast paths' own conditions decide)."""
+    if valid:
+        spec, eid, source, kind = "1.0", "evt-1", "/gw", "t"
     if mode == "binary":
         attrs = {
             "ce_specversion": spec,
@@ -197,18 +234,96 @@ def test_the_fast_paths_agree_with_the_general_decoding(
             "ce_source": source,
             "ce_type": kind,
             "ce_time": time,
+            "ce_tenantid": tenant,
         }
-        headers = tuple((k, str(v).encode()) for k, v in attrs.items() if v is not None)
-        record = rec(orjson.dumps(data), (*headers, ("content-type", b"application/json")))
+        pairs = [(k, str(v).encode()) for k, v in attrs.items() if v is not None]
+        pairs.append(("content-type", b"application/json"))
+        if again is not None:
+            pairs.append((again, again_value))
+        last = max((i for i, (k, _v) in enumerate(pairs) if k == shout), default=None)
+        if last is not None:
+            pairs[last] = (pairs[last][0].upper(), pairs[last][1])
+        record = rec(orjson.dumps(data), tuple(pairs))
     else:
-        doc = {"specversion": spec, "id": eid, "source": source, "type": kind, "time": time}
+        doc = {
+            "specversion": spec,
+            "id": eid,
+            "source": source,
+            "type": kind,
+            "time": time,
+            "tenantid": tenant,
+        }
         doc = {k: v for k, v in doc.items() if v is not None}
         if b64:
             doc["data_base64"] = base64.b64encode(orjson.dumps(data)).decode()
         else:
             doc["data"] = data
         record = rec(doc, (JSON_CT,) if mode == "structured-ct" else ())
-    assert _fast(record) == _general(record)
+    if reads:
+        assert _fast(record, ATTRIBUTE_RULES) == _general(record, READS)
+    else:
+        assert _fast(record) == _general(record)
+
+
+EDGE_HEADERS = [
+    (("ce_tenantid", b"acme"), ("ce_tenantid", None)),  # a later header without a value
+    (("ce_tenantid", b"acme"), ("CE_TENANTID", b"other")),  # the last one wins, any case
+    (("ce_tenantid", "zoë".encode("utf-16")),),  # not UTF-8
+    (("ce_tenantid", "zoë".encode()),),
+    (("ce_datacontenttype", b"text/plain"),),  # binary mode: content-type is the one
+    (("ce_subject", b""),),
+]
+
+
+@pytest.mark.parametrize("content_type", [b"application/json", b"-"])
+@pytest.mark.parametrize("extra", EDGE_HEADERS, ids=[repr(e)[:40] for e in EDGE_HEADERS])
+def test_the_binary_fast_path_reads_edge_headers_as_the_general_way(
+    extra: Any, content_type: bytes
+) -> None:
+    record = binary(**{"content-type": content_type})
+    record = record._replace(headers=record.headers + extra)
+    assert _fast(record, ATTRIBUTE_RULES) == _general(record, READS)
+
+
+def test_rules_read_context_attributes_in_both_modes() -> None:
+    """``$ce.<name>`` reads the event's attributes: extensions, optional ones, and in binary
+    mode the ``ce_<name>`` headers as text (``datacontenttype`` is the content-type there)."""
+    m = mapper(**ATTRIBUTE_RULES)
+    frozen = {
+        "customerId": "acme",
+        "meterApiName": "com.acme.api",
+        "meterValue": 1,
+        "meterTimeInMillis": 1_767_225_601_500,
+        # UUID v5 of cloudevents:["/gw","evt-1"]/com.acme.api in NS; never update this literal
+        "uniqueId": "04fa2fe3-2228-5ec6-8e58-ff6a590f3538",
+        "dimensions": {"subject": "orders/7", "ct": "application/json"},
+    }
+    assert frozen["uniqueId"] == str(uuid.uuid5(NS, 'cloudevents:["/gw","evt-1"]/com.acme.api'))
+    structured = event(tenantid="acme", subject="orders/7", datacontenttype="application/json")
+    for record in [
+        rec(structured),
+        rec(structured, (JSON_CT,)),
+        binary(ce_tenantid=b"acme", ce_subject=b"orders/7"),
+        binary(CE_TENANTID=b"acme", ce_subject=b"orders/7"),  # the general way: any case
+    ]:
+        assert [e.payload() for e in m(record)] == [frozen]
+    # absent attributes take their defaults; an integer extension is a number in structured
+    # mode and text in binary mode (headers are text), the same dimension either way
+    [e] = m(rec(event()))
+    assert e.customer_id == "none" and "dimensions" not in e.payload()
+    numbered = mapper(**{**ATTRIBUTE_RULES, "dimensions": {"n": {"path": "$ce.seq"}}})
+    assert numbered(rec(event(seq=5)))[0].payload()["dimensions"] == {"n": "5"}
+    assert numbered(binary(ce_seq=b"5"))[0].payload()["dimensions"] == {"n": "5"}
+
+
+def test_a_missing_attribute_without_default_is_a_mapping_error_naming_it() -> None:
+    m = mapper(customer_id={"path": "$ce.tenantid"})
+    for record in [rec(event()), binary()]:
+        with pytest.raises(MappingError) as info:
+            m(record)
+        assert str(info.value) == (
+            "customer_id {path: $ce.tenantid}: found nothing and the rule has no default"
+        )
 
 
 @pytest.mark.parametrize("mode", ["structured", "binary"])

@@ -96,3 +96,26 @@ def test_config_errors_name_the_mapping(entry: dict[str, Any], message: str) -> 
     with pytest.raises(ConfigError) as info:
         load_settings(kafka={"topics": ["crm"]}, amberflo={"api_key": "k"}, mappings=[full])
     assert message in str(info.value) and str(info.value).startswith("mappings[0]")
+
+
+def test_cloudevents_customer_updates_read_context_attributes() -> None:
+    """``kind: customer`` on CloudEvents: ``$ce`` paths in customer rules, the event's time
+    as the default time."""
+    m = mapper(
+        format="cloudevents",
+        customer_id={"path": "$ce.tenantid"},
+        name={"path": "display"},
+        traits={"source": {"path": "$ce.source"}},
+    )
+    event = {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "/crm",
+        "type": "customer.updated",
+        "tenantid": "acme",
+        "time": "2024-01-01T00:00:10Z",
+        "data": {"display": "Acme Corp"},
+    }
+    assert m(rec(event)) == CustomerUpdate(
+        "acme", "Acme Corp", None, {"source": "/crm"}, None, 1_704_067_210
+    )

@@ -115,6 +115,22 @@ BAD = [
         "mappings[0]: filters: dimension 'r' is not one of this mapping's dimensions (none)",
     ),
     ({"format": "native"}, "mappings[0]: format native reads Amberflo-shaped records and takes"),
+    (
+        {"dimensions": {"src": {"path": "$ce.source"}}},
+        "mappings[0]: dimensions.src: $ce.source reads a CloudEvents attribute; format json has",
+    ),
+    (
+        {"format": "cloudevents", "customer_id": {"path": "$ce.tenant.id"}},
+        "mappings[0].customer_id.path: '$ce.tenant.id': a CloudEvents attribute is read as",
+    ),
+    (
+        {"format": "cloudevents", "meter": {"path": "$ce.data"}},
+        "mappings[0].meter.path: $ce.data: data is not a context attribute",
+    ),
+    (
+        {"format": "cloudevents", "meter": {"expr": "join('/', [$ce.source, x])"}},
+        "mappings[0].meter.expr: is not a valid JMESPath expression",
+    ),
 ]
 
 
