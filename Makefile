@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint unit integration demo bench bench-quick clean
+.PHONY: venv test lint unit integration demo demo-s3 bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,9 @@ test: lint
 
 demo: venv
 	$(BIN)/amberflo-connector demo
+
+demo-s3: venv
+	$(BIN)/amberflo-connector demo --sink s3
 
 bench: venv
 	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -6,7 +6,8 @@ mapping that reads it (``connector.samples``, plus a few malformed records), run
 connector process until every record is
 accounted for (stored in the emulator or dead-lettered: records are counted, not end offsets),
 then prints usage per meter and customer from the emulator's ``/usage`` API and checks that the
-totals in Amberflo equal the totals produced.
+totals in Amberflo equal the totals produced.  With ``--sink s3`` the connector delivers
+through a local S3 server (moto) whose bucket the emulator's S3 intake ingests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer
@@ -29,11 +30,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connector.amberflo.client import AmberfloClient, usage_query
-from connector.embedded import FAST_GROUP, EmbeddedBroker, EmbeddedEmulator, connector_env
+from connector.embedded import (
+    FAST_GROUP,
+    EmbeddedBroker,
+    EmbeddedEmulator,
+    EmbeddedS3,
+    connector_env,
+)
 from connector.errors import FatalError
 from connector.samples import METERS, Totals, encode, malformed, mappings, publish, totals, usage
 
 TOPIC = "usage-events"
+BUCKET = "amberflo-ingest"
 API_KEY = "local-dev-key"
 
 
@@ -78,19 +86,37 @@ def _registry(fmt: str) -> Iterator[str | None]:
 
 
 def run_demo(
-    events: int, customers: int, keep_running: bool, console: Console, fmt: str = "native"
+    events: int,
+    customers: int,
+    keep_running: bool,
+    console: Console,
+    fmt: str = "native",
+    sink: str = "api",
 ) -> int:
+    """``sink`` "s3": the connector writes objects to a local S3 server (moto) whose bucket
+    the emulator's S3 intake ingests, instead of calling /ingest."""
     workdir = Path(tempfile.mkdtemp(prefix="amberflo-demo-"))
     console.print(f"[bold]Amberflo connector demo[/] ({fmt}) — working in {workdir}")
-    with (
-        EmbeddedBroker(log_path=workdir / "broker.log") as broker,
-        EmbeddedEmulator(
-            db=workdir / "emulator.db", api_key=API_KEY, log_path=workdir / "emulator.log"
-        ) as emulator,
-        _registry(fmt) as registry,
-    ):
+    with ExitStack() as stack:
+        broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
+        s3 = stack.enter_context(EmbeddedS3(log_path=workdir / "s3.log")) if sink == "s3" else None
+        emulator = stack.enter_context(
+            EmbeddedEmulator(
+                db=workdir / "emulator.db",
+                api_key=API_KEY,
+                log_path=workdir / "emulator.log",
+                s3_endpoint=s3.endpoint_url if s3 else None,
+                s3_bucket=BUCKET if s3 else None,
+            )
+        )
+        registry = stack.enter_context(_registry(fmt))
         console.print(f"  Kafka broker     {broker.bootstrap}  (Tansu, in memory)")
         console.print(f"  Amberflo API     {emulator.base_url}  (emulator, key {API_KEY!r})")
+        if s3 is not None:
+            console.print(
+                f"  Amberflo bucket  s3://{BUCKET} at {s3.endpoint_url}  (moto; the emulator "
+                "ingests its objects)"
+            )
         if registry:
             console.print(f"  Schema Registry  {registry}  (local, in memory)")
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -118,6 +144,18 @@ def run_demo(
         extra = {"CONNECTOR_MAPPINGS": json.dumps(mappings(fmt, TOPIC))}
         if registry:
             extra["CONNECTOR_SCHEMA_REGISTRY__URL"] = registry
+        if s3 is not None:
+            extra.update(
+                {
+                    **EmbeddedS3.credentials,
+                    "CONNECTOR_SINK__MODE": "s3",
+                    "CONNECTOR_S3__BUCKET": BUCKET,
+                    "CONNECTOR_S3__ENDPOINT_URL": s3.endpoint_url,
+                    "CONNECTOR_S3__REGION": "us-east-1",
+                    "CONNECTOR_S3__LINGER_MS": "1000",
+                    "CONNECTOR_S3__FAILURES_POLL_S": "5",
+                }
+            )
         env = connector_env(broker.bootstrap, TOPIC, emulator.base_url, API_KEY)
         env.update(extra)
         log_path = workdir / "connector.log"
@@ -148,6 +186,8 @@ def run_demo(
                 f"  delivered in {elapsed:.1f}s ({events / elapsed:,.0f} records/s, "
                 "including the consumer group join)"
             )
+            if s3 is not None:
+                console.print(f"  {_objects(s3.endpoint_url)} objects written to s3://{BUCKET}")
             actual = _usage(client, customers)
             _print_table(console, actual)
             dead = dlq.count
@@ -157,7 +197,9 @@ def run_demo(
                 console.print(
                     f"\nLeft running: Kafka {broker.bootstrap}, Amberflo emulator "
                     f"{emulator.base_url} (X-API-KEY: {API_KEY}), connector pid "
-                    f"{connector.pid}. Ctrl-C to stop."
+                    f"{connector.pid}"
+                    + (f", S3 {s3.endpoint_url} (bucket {BUCKET})" if s3 else "")
+                    + ". Ctrl-C to stop."
                 )
                 try:
                     while connector.poll() is None:
@@ -172,6 +214,14 @@ def run_demo(
                     connector.wait(30)
                 except subprocess.TimeoutExpired:
                     connector.kill()
+
+
+def _objects(endpoint_url: str) -> int:
+    from connector.aws import s3_client
+
+    s3 = s3_client(endpoint_url=endpoint_url, region="us-east-1", fallback_credentials=True)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="ingest/")
+    return sum(len(page.get("Contents", [])) for page in pages)
 
 
 def _progress(console: Console) -> Progress:

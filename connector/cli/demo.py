@@ -38,7 +38,15 @@ from connector.cli.produce import FORMATS
     is_flag=True,
     help="Leave the broker, emulator and connector up afterwards and print addresses.",
 )
-def demo(events: int, customers: int, fmt: str, keep_running: bool) -> None:
+@click.option(
+    "--sink",
+    type=click.Choice(["api", "s3"]),
+    default="api",
+    show_default=True,
+    help="api: the connector calls the emulator's /ingest; s3: it writes objects to a local "
+    "S3 server (moto) whose bucket the emulator ingests, as Amberflo's S3 ingestion does.",
+)
+def demo(events: int, customers: int, fmt: str, keep_running: bool, sink: str) -> None:
     """Run everything locally: embedded Kafka + Amberflo emulator + sample data + connector.
 
     Prints a usage table per meter and customer from the emulator's /usage API, the number of
@@ -46,11 +54,12 @@ def demo(events: int, customers: int, fmt: str, keep_running: bool) -> None:
     when they match, 1 when not.
 
     \b
-    Example:
+    Examples:
       amberflo-connector demo --events 20000 --format avro
+      amberflo-connector demo --sink s3
     """
     from rich.console import Console
 
     from connector.demo import run_demo
 
-    sys.exit(run_demo(events, customers, keep_running, Console(), fmt))
+    sys.exit(run_demo(events, customers, keep_running, Console(), fmt, sink))
