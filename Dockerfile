@@ -5,8 +5,9 @@
 #   docker run IMAGE emulator --host 0.0.0.0 --db /data/emulator.db
 #   docker run IMAGE dlq inspect ...
 # Build:  docker build -t amberflo-connector .
-# Extras: docker build --build-arg EXTRAS=demo -t amberflo-connector:demo .
-#         (adds the embedded Tansu broker that `amberflo-connector demo` needs)
+# Extras: the image always has [s3] (boto3, for CONNECTOR_SINK__MODE=s3);
+#         docker build --build-arg EXTRAS=demo -t amberflo-connector:demo .
+#         (adds the embedded Tansu broker and the local S3 server `demo` needs)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -24,7 +25,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY connector ./connector
-RUN if [ -n "$EXTRAS" ]; then pip install "./[${EXTRAS}]"; else pip install .; fi \
+RUN if [ -n "$EXTRAS" ]; then pip install "./[s3,${EXTRAS}]"; else pip install "./[s3]"; fi \
  && amberflo-connector --version
 
 # ---- runtime stage: the virtualenv and a non-root user, nothing else ----------------------

@@ -437,6 +437,46 @@ def test_rendered_config_file_loads_with_connector_settings(
     assert settings.shutdown_timeout_s == values["shutdownTimeoutSeconds"]
 
 
+def test_s3_mode_renders_its_settings_and_the_irsa_annotation(
+    helm: str, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    role = "arn:aws:iam::123456789012:role/amberflo-connector"
+    values = {
+        "sink": {"mode": "s3"},
+        "s3": {"bucket": "amberflo-acme", "region": "us-west-2", "objectRecords": 20000},
+        "serviceAccount": {"awsRoleArn": role, "annotations": {"team": "billing"}},
+    }
+    docs = _docs(_template(helm, _values_file(tmp_path, values)))
+    account = _one(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": role,
+        "team": "billing",
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(_one(docs, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
+    for env in _container(_one(docs, "Deployment"))["env"]:
+        clean_env.setenv(env["name"], env.get("value", "secret"))
+    settings = load_settings(config)
+    assert settings.sink.mode == "s3"
+    assert (settings.s3.bucket, settings.s3.region, settings.s3.endpoint_url) == (
+        "amberflo-acme",
+        "us-west-2",
+        None,
+    )
+    assert settings.s3.object_records == 20000
+    assert settings.s3.prefix == "ingest/amberdata"
+    default = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["s3"]
+    fields = type(settings.s3).model_fields
+    assert default["maxEvents"] == fields["max_events"].default
+    assert default["lingerMs"] == fields["linger_ms"].default
+    assert default["acl"] == fields["acl"].default
+    assert default["failuresPollS"] == fields["failures_poll_s"].default
+    assert default["objectRecords"] == fields["object_records"].default
+    no_bucket = _values_file(tmp_path, {"sink": {"mode": "s3"}}, "nobucket.yaml")
+    missing = _run([helm, "template", "rel", str(CHART), "-f", str(no_bucket)])
+    assert missing.returncode != 0 and "s3.bucket: required" in missing.stderr
+
+
 @pytest.mark.parametrize("case", ["default", "full"])
 def test_deployment_probes_ports_and_shutdown(rendered: dict[str, str], case: str) -> None:
     deployment = _one(_docs(rendered[case]), "Deployment")

@@ -144,7 +144,8 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "request_timeout_s" .Values.sink.requestTimeoutS
     "gzip" .Values.sink.gzip
     "max_buffered_records" .Values.sink.maxBufferedRecords
-    "readiness_timeout_s" .Values.sink.readinessTimeoutS }}
+    "readiness_timeout_s" .Values.sink.readinessTimeoutS
+    "mode" .Values.sink.mode }}
 {{- if not (kindIs "invalid" .Values.sink.retryTimeoutS) }}
 {{- $_ := set $sink "retry_timeout_s" .Values.sink.retryTimeoutS }}
 {{- end }}
@@ -155,10 +156,23 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
 {{- if .Values.dlq.topic }}
 {{- $_ := set $dlq "topic" .Values.dlq.topic }}
 {{- end }}
+{{- $s3 := dict
+    "prefix" .Values.s3.prefix
+    "object_records" .Values.s3.objectRecords
+    "max_events" .Values.s3.maxEvents
+    "linger_ms" .Values.s3.lingerMs
+    "acl" .Values.s3.acl
+    "failures_poll_s" .Values.s3.failuresPollS }}
+{{- range $key, $value := dict "bucket" .Values.s3.bucket "region" .Values.s3.region "endpoint_url" .Values.s3.endpointUrl }}
+{{- if $value }}
+{{- $_ := set $s3 $key $value }}
+{{- end }}
+{{- end }}
 {{- $config := dict
     "kafka" $kafka
     "amberflo" $amberflo
     "sink" $sink
+    "s3" $s3
     "dlq" $dlq
     "mappings" .Values.mappings
     "meters" (dict "sync_on_start" .Values.meters.syncOnStart "definitions" .Values.meters.definitions)
@@ -169,6 +183,9 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
 
 {{/* Refuse combinations the schema cannot express. */}}
 {{- define "amberflo-connector.validate" -}}
+{{- if and (eq .Values.sink.mode "s3") (not .Values.s3.bucket) }}
+{{- fail "s3.bucket: required when sink.mode is s3 (the bucket Amberflo provisioned)" }}
+{{- end }}
 {{- if and (not .Values.amberflo.apiKey.existingSecret) (not .Values.amberflo.apiKey.value) }}
 {{- fail "amberflo.apiKey: set existingSecret (name of a Secret holding the key) or value" }}
 {{- end }}
