@@ -38,7 +38,7 @@ from pydantic_settings import (
 )
 
 from connector.errors import ConfigError
-from connector.formats.config import Mapping
+from connector.formats.config import Mapping, files_relative_to
 from connector.settings_errors import (
     ENV_PREFIX,
     env_json_problems,
@@ -591,7 +591,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_source = _yaml_source(settings_cls, cls._yaml_file)
-        return (init_settings, env_settings, _Shorthands(yaml_source))
+        base = cls._yaml_file.parent if cls._yaml_file is not None else None
+        return (init_settings, env_settings, _Shorthands(yaml_source, base))
 
     @property
     def unique_id_namespace(self) -> uuid.UUID:
@@ -629,11 +630,13 @@ def _yaml_source(settings_cls: type[BaseSettings], path: Path | None) -> YamlCon
 class _Shorthands(PydanticBaseSettingsSource):
     """A config file's shorthands expanded before the sources are merged: ``meters: [...]``
     becomes ``meters: {definitions: [...]}``, so ``CONNECTOR_METERS__SYNC_ON_START`` merges
-    into it instead of replacing the list."""
+    into it instead of replacing the list; the files its ``mappings`` name are relative to
+    the file's directory (``base``)."""
 
-    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+    def __init__(self, inner: PydanticBaseSettingsSource, base: Path | None = None) -> None:
         super().__init__(inner.settings_cls)
         self._inner = inner
+        self._base = base
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._inner.get_field_value(field, field_name)
@@ -642,6 +645,8 @@ class _Shorthands(PydanticBaseSettingsSource):
         data = self._inner()
         if isinstance(data.get("meters"), list):
             data = {**data, "meters": {"definitions": data["meters"]}}
+        if self._base is not None and "mappings" in data:
+            data = {**data, "mappings": files_relative_to(data["mappings"], self._base)}
         return data
 
 

@@ -183,8 +183,10 @@ class Mapping(_Model):
     @field_validator("schema_file")
     @classmethod
     def _schema_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"schema file {str(value)!r} does not exist")
+        if value is not None:
+            value = value.expanduser()
+            if not value.is_file():
+                raise ValueError(f"schema file {str(value)!r} does not exist")
         return value
 
     @model_validator(mode="after")
@@ -287,3 +289,29 @@ class Mapping(_Model):
     def attributes(self) -> tuple[str, ...]:
         """The CloudEvents context attributes the rules read (``$ce.<name>`` paths), sorted."""
         return tuple(sorted({a for _k, r in self.rules() if (a := r.attribute) is not None}))
+
+
+FILE_KEYS = ("schema", "schema_file")
+"""The keys of a ``mappings`` entry that name a file (``schema_file`` is ``schema``'s field
+name, which an entry may use too)."""
+
+
+def files_relative_to(mappings: Any, base: Path) -> Any:
+    """``mappings`` as a config file gives it, with each relative file it names (``schema``)
+    joined to ``base``, the file's directory: a path in a config file is relative to that
+    file, wherever the connector is started.  Paths given elsewhere (``CONNECTOR_MAPPINGS``)
+    stay relative to the working directory.  Anything not shaped like a list of entries is
+    left for validation to name."""
+    if not isinstance(mappings, list):
+        return mappings
+    out = []
+    for entry in mappings:
+        if isinstance(entry, dict):
+            entry = dict(entry)
+            for key in FILE_KEYS:
+                given = entry.get(key)
+                if isinstance(given, str) and given:
+                    path = Path(given).expanduser()
+                    entry[key] = str(path if path.is_absolute() else base / path)
+        out.append(entry)
+    return out

@@ -96,7 +96,7 @@ BAD = [
     ({"customer_id": {"path": "a", "expr": "b"}}, "mappings[0].customer_id: give exactly one of"),
     ({"customer_id": {"default": "x"}}, "mappings[0].customer_id: give exactly one of"),
     ({"customer_id": {"constant": "x", "default": "y"}}, "mappings[0].customer_id: a constant"),
-    ({"schema": "no/such.avsc"}, "mappings[0].schema: schema file 'no/such.avsc' does not exist"),
+    ({"schema": "/no/such.avsc"}, "mappings[0].schema: schema file '/no/such.avsc' does not"),
     ({"value": {"path": "v", "unit": "s"}}, "mappings[0]: value takes no unit"),
     ({"time": {"path": "t", "unit": "ns"}}, "mappings[0].time.unit: input should be 'ms', 's' or"),
     ({"topics": ["^a("]}, "mappings[0].topics: '^a(' is not a valid regular expression"),
@@ -163,3 +163,92 @@ def test_mappings_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) 
     )
     [m] = load_settings().mappings
     assert m.format == "json" and m.customer_id is not None and m.customer_id.path == "tenant.id"
+
+
+SCHEMA = {
+    "type": "record",
+    "name": "Usage",
+    "fields": [{"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}],
+}
+AVRO_RULES = {
+    "format": "avro-schemaless",
+    "customer_id": {"path": "tenant"},
+    "meter": "m",
+    "value": {"path": "n"},
+}
+
+
+def _config(directory: Path, mapping: dict[str, Any] | None) -> Path:
+    cfg = directory / "connector.yaml"
+    doc: dict[str, Any] = {"kafka": {"topics": ["t"]}, "amberflo": {"api_key": "k"}}
+    if mapping is not None:
+        doc["mappings"] = [{"topics": ["t"], **AVRO_RULES, **mapping}]
+    cfg.write_bytes(orjson.dumps(doc))
+    return cfg
+
+
+def _schema_at(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(SCHEMA))
+    return path
+
+
+def _decodes(settings: Settings) -> None:
+    import io
+
+    import fastavro
+
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(SCHEMA), {"tenant": "acme", "n": 3})
+    [event] = Mappers(settings).for_topic("t")(record("t", None)._replace(value=body.getvalue()))
+    assert (event.customer_id, event.payload()["meterValue"]) == ("acme", 3)
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in ("CONNECTOR_KAFKA__TOPICS", "CONNECTOR_AMBERFLO__API_KEY", "CONNECTOR_MAPPINGS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("CONNECTOR_CONFIG_FILE", raising=False)
+    return monkeypatch
+
+
+def test_a_schema_path_in_a_config_file_is_relative_to_that_file(
+    tmp_path: Path, bare_env: pytest.MonkeyPatch
+) -> None:
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    schema = _schema_at(conf / "schemas" / "usage.avsc")
+    cfg = _config(conf, {"schema": "schemas/usage.avsc"})
+    bare_env.chdir(elsewhere)
+    settings = load_settings(cfg)
+    assert settings.mappings[0].schema_file == schema
+    _decodes(settings)
+    # a schema next to the working directory but not next to the file is not the one named
+    _schema_at(elsewhere / "schemas" / "other.avsc")
+    with pytest.raises(ConfigError) as info:
+        load_settings(_config(conf, {"schema": "schemas/other.avsc"}))
+    assert str(info.value) == (
+        f"mappings[0].schema: schema file '{conf / 'schemas' / 'other.avsc'}' does not exist"
+    )
+    # absolute, and ~, are taken as they are
+    assert load_settings(_config(conf, {"schema": str(schema)})).mappings[0].schema_file == schema
+    bare_env.setenv("HOME", str(conf))
+    [m] = load_settings(_config(conf, {"schema": "~/schemas/usage.avsc"})).mappings
+    assert m.schema_file == schema
+
+
+def test_a_schema_path_from_the_environment_is_relative_to_the_working_directory(
+    tmp_path: Path, bare_env: pytest.MonkeyPatch
+) -> None:
+    conf, cwd = tmp_path / "conf", tmp_path / "cwd"
+    conf.mkdir()
+    schema = _schema_at(cwd / "schemas" / "usage.avsc")
+    bare_env.chdir(cwd)
+    entry = {"topics": ["t"], **AVRO_RULES, "schema": "schemas/usage.avsc"}
+    bare_env.setenv("CONNECTOR_MAPPINGS", orjson.dumps([entry]).decode())
+    bare_env.setenv("CONNECTOR_KAFKA__TOPICS", "t")
+    bare_env.setenv("CONNECTOR_AMBERFLO__API_KEY", "k")
+    for settings in (load_settings(), load_settings(_config(conf, None))):
+        assert settings.mappings[0].schema_file is not None
+        assert settings.mappings[0].schema_file.resolve() == schema
+        _decodes(settings)
