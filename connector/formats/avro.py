@@ -12,7 +12,7 @@ which the rules do not read: such a path is a MappingError naming it.
 schema of each id is fetched once (``SchemaRegistryClient``, with the references it names),
 parsed, and kept; records written with any version of a subject are read with their own
 schema, so the rules see each version's fields (``default`` covers a field a version lacks).
-Each schema is parsed by fastavro and read by code written for it once (``avro_code``: 2-3×
+Each schema is parsed by fastavro and read by code written for it once (``avro_code``: 1.9×
 fastavro's generic ``schemaless_reader``, which stays for schemas with other logical types),
 not by Confluent's ``AvroDeserializer``, 5× slower than fastavro (BENCHMARKS.md).
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -93,14 +94,23 @@ def read_body(data: bytes, start: int, reader: Reader, what: str) -> Any:
     try:
         value, end = reader(data, start)
     except Exception as exc:  # any failure to read these bytes is these bytes' fault
-        reason = str(exc) or type(exc).__name__
-        raise DecodeError(f"Avro body does not decode with {what}: {reason}") from exc
-    left = len(data) - end
-    if left:
-        raise DecodeError(
-            f"Avro body does not match {what}: {left} byte(s) left over after the record"
-        )
+        raise _undecodable(exc, what) from exc
+    if end != len(data):
+        raise _misfit(len(data) - end, what)
     return value
+
+
+def _undecodable(exc: Exception, what: str) -> DecodeError:
+    return DecodeError(f"Avro body does not decode with {what}: {str(exc) or type(exc).__name__}")
+
+
+def _misfit(left: int, what: str) -> DecodeError:
+    """The body is shorter (``left`` < 0: a value cut short) or longer than the schema reads."""
+    if left < 0:
+        return DecodeError(f"Avro body does not decode with {what}: it ends {-left} byte(s) early")
+    return DecodeError(
+        f"Avro body does not match {what}: {left} byte(s) left over after the record"
+    )
 
 
 def registry_config(cfg: SchemaRegistrySettings) -> dict[str, Any]:
@@ -204,21 +214,38 @@ class ConfluentAvro:
         self._readers = schemas.readers
 
     def __call__(self, record: SourceRecord) -> Any:
-        data = record.value
-        if data is None:
-            raise DecodeError("record has no value (tombstone)")
-        if len(data) < 5 or data[0] != 0:
-            if not data or data[0] != 0:
-                raise DecodeError(
-                    "not in the Confluent Avro wire format: the first byte is "
-                    f"{data[:1].hex() or 'missing'}, not the magic byte 00"
-                )
-            raise DecodeError(f"value of {len(data)} byte(s) is shorter than the 5-byte header")
-        schema_id = int.from_bytes(data[1:5], "big")
+        data: Any = record.value  # None (a tombstone) fails the header like a short value
+        try:
+            magic, schema_id = _HEADER(data)
+        except (struct.error, TypeError):
+            magic = -1
+        if magic:
+            raise _bad_header(data)
         reader = self._readers.get(schema_id)
         if reader is None:
             reader = self._schemas.get(schema_id)
-        return read_body(data, 5, reader, f"schema id {schema_id}")
+        try:
+            value, end = reader(data, 5)
+        except Exception as exc:  # any failure to read these bytes is these bytes' fault
+            raise _undecodable(exc, f"schema id {schema_id}") from exc
+        if end != len(data):
+            raise _misfit(len(data) - end, f"schema id {schema_id}")
+        return value
+
+
+_HEADER = struct.Struct(">BI").unpack_from
+"""Magic byte and schema id of the Confluent wire format (struct.error: too short)."""
+
+
+def _bad_header(data: bytes | None) -> DecodeError:
+    if data is None:
+        return DecodeError("record has no value (tombstone)")
+    if not data or data[0] != 0:
+        return DecodeError(
+            "not in the Confluent Avro wire format: the first byte is "
+            f"{data[:1].hex() or 'missing'}, not the magic byte 00"
+        )
+    return DecodeError(f"value of {len(data)} byte(s) is shorter than the 5-byte header")
 
 
 class SchemalessAvro:
