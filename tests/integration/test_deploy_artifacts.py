@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel
 
 from connector import cli as connector_cli
-from connector.settings import CONFIG_FILE_ENV, Settings, load_settings
+from connector.settings import CONFIG_FILE_ENV, SchemaRegistrySettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "amberflo-connector"
@@ -62,6 +62,12 @@ FULL_VALUES: dict[str, Any] = {
     ],
     "sink": {"retryTimeoutS": 3600},
     "dlq": {"topic": "usage-dead-letters", "headerStyle": "connect"},
+    "schemaRegistry": {
+        "url": "https://sr.example.com:8081",
+        "username": "sr-key",
+        "passwordSecret": {"secretName": "sr-creds", "secretKey": "secret"},
+        "timeoutS": 5,
+    },
     "meters": {
         "syncOnStart": True,
         "definitions": [{"meterApiName": "api-calls", "label": "API calls", "dimensions": ["r"]}],
@@ -266,6 +272,8 @@ def test_chart_metadata_matches_package() -> None:
 def test_chart_defaults_match_settings_defaults() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
     fields = Settings.model_fields
+    registry = SchemaRegistrySettings.model_fields
+    assert values["schemaRegistry"]["timeoutS"] == registry["timeout_s"].default
     assert values["shutdownTimeoutSeconds"] == fields["shutdown_timeout_s"].default
     assert values["metrics"]["port"] == fields["metrics_port"].default
     assert values["terminationGracePeriodSeconds"] > values["shutdownTimeoutSeconds"]
@@ -426,7 +434,16 @@ def test_rendered_config_file_loads_with_connector_settings(
         assert settings.dlq.header_style == "connect"
         assert settings.transform.unique_id_namespace == "x"
         assert settings.log.levels == {"connector.sink": "DEBUG"}
+        registry = settings.schema_registry
+        assert (registry.url, registry.username, registry.timeout_s) == (
+            "https://sr.example.com:8081",
+            "sr-key",
+            5,
+        )
+        assert registry.password is not None
+        assert registry.password.get_secret_value() == "secret-connector_schema_registry__password"
     else:
+        assert settings.schema_registry.url is None
         assert settings.kafka.bootstrap_servers == values["kafka"]["bootstrapServers"]
         assert settings.kafka.topics == values["kafka"]["topics"]
         assert settings.sink.batch_size == values["sink"]["batchSize"]
@@ -653,8 +670,16 @@ def test_bad_values_fail_lint_via_schema(
             "minReplicaCount",
         ),
         ({"extraConfig": {"amberflo": {"api_key": "k"}}}, "belongs in a Secret"),
+        ({"schemaRegistry": {"username": "u"}}, "needs schemaRegistry.passwordSecret"),
     ],
-    ids=["grace-below-shutdown", "keda-beyond-partitions", "keda-workers", "keda-min-max", "key"],
+    ids=[
+        "grace-below-shutdown",
+        "keda-beyond-partitions",
+        "keda-workers",
+        "keda-min-max",
+        "key",
+        "registry-user-without-password",
+    ],
 )
 def test_inconsistent_values_fail_to_render(
     helm: str, tmp_path: Path, values: dict[str, Any], message: str

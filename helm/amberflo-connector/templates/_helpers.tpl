@@ -119,6 +119,15 @@ the Amberflo API key and the secret Kafka properties, all from Secrets.
       name: {{ .secretName }}
       key: {{ .secretKey }}
 {{- end }}
+{{- with .Values.schemaRegistry.passwordSecret }}
+{{- if .secretName }}
+- name: CONNECTOR_SCHEMA_REGISTRY__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ .secretKey }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -168,8 +177,16 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
 {{- $_ := set $s3 $key $value }}
 {{- end }}
 {{- end }}
+{{- $registry := dict "timeout_s" .Values.schemaRegistry.timeoutS }}
+{{- if .Values.schemaRegistry.url }}
+{{- $_ := set $registry "url" .Values.schemaRegistry.url }}
+{{- end }}
+{{- if .Values.schemaRegistry.username }}
+{{- $_ := set $registry "username" .Values.schemaRegistry.username }}
+{{- end }}
 {{- $config := dict
     "kafka" $kafka
+    "schema_registry" $registry
     "amberflo" $amberflo
     "sink" $sink
     "s3" $s3
@@ -183,6 +200,9 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
 
 {{/* Refuse combinations the schema cannot express. */}}
 {{- define "amberflo-connector.validate" -}}
+{{- if and .Values.schemaRegistry.username (not .Values.schemaRegistry.passwordSecret.secretName) }}
+{{- fail "schemaRegistry.username needs schemaRegistry.passwordSecret (the connector takes both or neither)" }}
+{{- end }}
 {{- if and (eq .Values.sink.mode "s3") (not .Values.s3.bucket) }}
 {{- fail "s3.bucket: required when sink.mode is s3 (the bucket Amberflo provisioned)" }}
 {{- end }}
