@@ -152,3 +152,25 @@ def test_schema_registry_command_serves_until_stopped() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 130
+
+
+def test_start_up_check_names_the_registry_and_the_keys(
+    schema_registry: LocalSchemaRegistry,
+) -> None:
+    from connector.errors import FatalError
+    from connector.formats.avro import check_registry
+    from connector.settings import Settings
+
+    def settings(url: str) -> Settings:
+        return Settings(
+            kafka={"topics": ["t"]}, amberflo={"api_key": "k"}, schema_registry={"url": url}
+        )
+
+    check_registry(settings(schema_registry.url), 1)  # up: no error
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(FatalError, match=rf"cannot reach the Schema Registry at {down} "
+                       r"\(CONNECTOR_SCHEMA_REGISTRY__URL\) for 1s"):  # fmt: skip
+        check_registry(settings(down), 1)
+    schema_registry.fail_next(1, 401)
+    with pytest.raises(FatalError, match=r"refused the credentials \(HTTP 401\).*__USERNAME"):
+        check_registry(settings(schema_registry.url), 5)
