@@ -127,7 +127,8 @@ def chart(path: Path, figures: dict[str, Figure], title: str) -> None:
         1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [2.4, 1, 1]}, layout="constrained"
     )
     ax = axes[0]
-    keys = [k for k in ("1", "2", "3", "3b", "4", "7", "8") if k in figures and figures[k].samples]
+    shown = ("1", "2", "3", "3s", "3b", "4", "7", "8")
+    keys = [k for k in shown if k in figures and figures[k].samples]
     labels = [f"({k}) {figures[k].title.split(' (')[0]}" for k in keys]
     med = [figures[k].median for k in keys]
     err = [

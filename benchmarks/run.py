@@ -35,6 +35,7 @@ from benchmarks import (
     pipeline,
     reconcile,
     report,
+    s3_pipeline,
     sdk_loop,
     transform_only,
 )
@@ -129,6 +130,7 @@ def main() -> None:
         **{w.key: Figure(w.key, w.title, "records/s") for w in formats.WORKLOADS},
         "3": Figure("3", "Full connector → emulator", "records/s"),
         "3b": Figure("3b", "Full connector → null sink", "records/s"),
+        "3s": Figure("3s", "Full connector, s3 mode → S3 → emulator intake", "records/s"),
         "4": Figure("4", "Consumer loop + official SDK → emulator", "records/s"),
         "5a": Figure("5a", "Delay p50 at 20k records/s", "ms"),
         "5b": Figure("5b", "Delay p95 at 20k records/s", "ms"),
@@ -140,6 +142,7 @@ def main() -> None:
     }
     cpu3: list[float] = []
     cpu3b: list[float] = []
+    cpu3s: list[float] = []
     cpu4: list[float] = []
     refused: list[int] = []
     sdk_complete: list[bool] = []
@@ -207,6 +210,19 @@ def main() -> None:
                         f"(3b) connector → null sink: {d.rate:,.0f} records/s, "
                         f"{d.cpu_us_per_record:.1f} µs CPU/record"
                     )
+
+            stacks = s3_pipeline.Stacks(workdir, fresh=not args.quick)
+            cleanup.callback(stacks.close)
+            for i in range(reps):
+                with stacks.get(i) as (url, endpoint):
+                    extra = s3_pipeline.env(endpoint, f"bench-{i}")
+                    d = pipeline.run(bootstrap, topic, n, url, Emu(url).stored, workdir, **extra)
+                figs["3s"].samples.append(d.rate)
+                cpu3s.append(d.cpu_us_per_record)
+                log(
+                    f"(3s) connector → S3 → emulator intake: {d.rate:,.0f} records/s, "
+                    f"{d.cpu_us_per_record:.1f} µs CPU/record"
+                )
 
             for i in range(reps):
                 with emus.get("sdk", i) as url:
@@ -276,6 +292,10 @@ def main() -> None:
     figs["3"].note = (
         f"{ratio_bare:.1%} of (1); {_median(cpu3):.1f} µs CPU/record; "
         f"{med / figs['7'].median:.0%} of the emulator alone (7)"
+    )
+    figs["3s"].note = (
+        f"{figs['3s'].median / f3:.0%} of (3), the API mode; {_median(cpu3s):.1f} µs CPU/record "
+        "(connector); 10,000-offset objects; moto and the intake share the cores"
     )
     figs["3b"].note = (
         f"{f3b / f1:.1%} of (1); {_median(cpu3b):.1f} µs CPU/record; the connector's own "
@@ -351,7 +371,7 @@ def main() -> None:
         f"(2) runs at {figs['2'].median:,.0f} records/s with no network: a worker cannot "
         "deliver faster than its sink stores.",
     ]
-    keys = ("1", "2", *(w.key for w in formats.WORKLOADS), "3", "3b", "4", "5a", "5b", "5c")
+    keys = ("1", "2", *(w.key for w in formats.WORKLOADS), "3", "3s", "3b", "4", "5a", "5b", "5c")
     ordered = [figs[k] for k in (*keys, "6a", "6b", "7", "8")]
     out = Path(args.out)
     chart_path = Path(args.chart)
