@@ -693,6 +693,8 @@ def _missing_for_run(settings: Settings) -> list[str]:
                 value = value.get_secret_value()
             if not value:
                 missing.append(name)
+    if settings.sink.mode == "s3" and not settings.s3.bucket:
+        missing.append(f"{env_name(('s3', 'bucket'))} (with CONNECTOR_SINK__MODE=s3)")
     return missing
 
 

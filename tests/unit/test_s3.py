@@ -105,3 +105,20 @@ def test_s3_error_classification() -> None:
     region = err("PermanentRedirect", 301)
     assert isinstance(region, FatalError) and "CONNECTOR_S3__REGION" in str(region)
     assert isinstance(err("InvalidArgument", 400), FatalError)
+
+
+def test_s3_mode_without_a_bucket_is_one_config_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connector.errors import ConfigError
+    from connector.settings import load_settings
+
+    for name, value in {
+        "CONNECTOR_KAFKA__TOPICS": "t",
+        "CONNECTOR_AMBERFLO__API_KEY": "k",
+        "CONNECTOR_SINK__MODE": "s3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == ("CONNECTOR_S3__BUCKET (with CONNECTOR_SINK__MODE=s3): is required")
+    monkeypatch.setenv("CONNECTOR_S3__BUCKET", "b")
+    assert load_settings().s3.bucket == "b"
