@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from connector import embedded
 from connector.embedded import EmbeddedEmulator
+from connector.kafka import produce_queued
 
 API_KEY = "bench-key"
 PARTITIONS = 6
@@ -78,12 +79,14 @@ def produce(bootstrap: str, topic: str, n: int, meter: str = "api-calls") -> Non
 
     for i in range(n):
         value = record_value(i, meter)
-        while True:
-            try:
-                producer.produce(topic, value, partition=i % PARTITIONS, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        produce_queued(
+            producer,
+            topic,
+            value=value,
+            partition=i % PARTITIONS,
+            on_delivery=on_delivery,
+            wait_s=0.01,
+        )
         if i % 20_000 == 0:
             producer.poll(0)
     if producer.flush(60) or failed:

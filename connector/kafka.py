@@ -10,6 +10,7 @@ before anything starts.  Properties the delivery contract depends on cannot be o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -84,6 +85,27 @@ def dlq_producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "client.id": client_id,
         **settings.kafka.producer,
     }
+
+
+def produce_queued(
+    producer: Producer,
+    topic: str,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    wait_s: float = 0.05,
+    **kwargs: Any,
+) -> bool:
+    """``producer.produce(topic, **kwargs)``, serving delivery callbacks for ``wait_s`` each
+    time the local queue is full, until the record is queued (True) or ``stop()`` (False:
+    not queued).  Every other produce error is raised as it is."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return True
+        except BufferError:
+            if stop():
+                return False
+            producer.poll(wait_s)
 
 
 _OWN_PROPERTIES = {

@@ -30,6 +30,7 @@ from confluent_kafka import KafkaException, Producer
 from rich.progress import Progress
 
 from connector.errors import FatalError
+from connector.kafka import produce_queued
 
 FORMATS = ("native", "json", "avro", "cloudevents")
 METERS = ("api-calls", "storage-gb-hours", "compute-seconds")
@@ -249,12 +250,7 @@ def publish(
 
     task = progress.add_task("producing", total=len(records)) if progress else None
     for i, (value, headers) in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, value=value, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_queued(producer, topic, value=value, headers=headers, on_delivery=on_delivery)
         if i % 5000 == 0:
             producer.poll(0)
             if progress and task is not None:

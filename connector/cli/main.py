@@ -7,7 +7,9 @@ traceback is shown only with ``--debug``.  Each command group lives in a module 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -66,16 +68,27 @@ for command in (
     cli.add_command(command)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: ``finally`` and ``with`` blocks run, so a command that
+    started helpers (the demo's broker, emulator and connector) stops them.  Commands with
+    their own graceful stop (``run``, the servers) install their own handler."""
+
+
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click's name for a KeyboardInterrupt
+        sys.exit(128 + signal.SIGTERM if isinstance(exc.__cause__, Terminated) else 130)
     except click.UsageError as exc:  # one line, like every other configuration mistake
         where = exc.ctx.command_path if exc.ctx else "amberflo-connector"
         click.echo(f"{where}: {exc.format_message()} (see '{where} --help')", err=True)
@@ -90,5 +103,7 @@ def main() -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"amberflo-connector: {line}", err=True)
         sys.exit(code)
+    except Terminated:
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         sys.exit(130)

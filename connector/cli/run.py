@@ -46,7 +46,8 @@ def run(config_file: str | None, workers: int) -> None:
     if workers > 1:
         from connector.pipeline.supervisor import supervise
 
-        sys.exit(supervise(config_file, workers, settings.metrics_port))
+        debug = bool((click.get_current_context().find_root().obj or {}).get("debug"))
+        sys.exit(supervise(config_file, workers, settings.metrics_port, debug=debug))
     from connector import metrics
     from connector.pipeline.worker import Worker
 

@@ -14,6 +14,7 @@ error/source headers of the configured style (``amberflo`` or Kafka Connect's ``
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connector import __version__, metrics
 from connector.errors import FatalError
-from connector.kafka import dlq_producer_config, ensure_topics
+from connector.kafka import dlq_producer_config, ensure_topics, produce_queued
 from connector.records import DeadLetter, Headers
 from connector.settings import Settings
 
@@ -134,8 +135,9 @@ class DeadLetterPublisher:
 
     RETRY_PAUSE_S = 1.0
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
         self._settings = settings
+        self._stopping = stopping or threading.Event()
         self._producer = Producer(dlq_producer_config(settings, "amberflo-connector-dlq"))
         self._known: set[str] = set()
         self._retry: list[tuple[float, DeadLetter, Callable[[], None], Callable[[], bool]]] = []
@@ -178,18 +180,17 @@ class DeadLetterPublisher:
         }
         if r.timestamp_ms > 0:
             kwargs["timestamp"] = r.timestamp_ms
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if not isinstance(err, KafkaError):
-                    raise
-                self._failed(letter, on_ack, wanted, err)
-                return
+        try:
+            queued = produce_queued(self._producer, topic, stop=self._stopping.is_set, **kwargs)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not isinstance(err, KafkaError):
+                raise
+            self._failed(letter, on_ack, wanted, err)
+            return
+        if not queued:  # shutting down with the producer's queue full: not acknowledged
+            self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack, wanted))
+            return
         self.in_flight += 1
 
     def _failed(

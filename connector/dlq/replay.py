@@ -58,7 +58,7 @@ from connector.dlq.inspect import (
     scan,
 )
 from connector.errors import FatalError
-from connector.kafka import client_config, dlq_producer_config
+from connector.kafka import client_config, dlq_producer_config, produce_queued
 from connector.settings import Settings
 
 WINDOW = 500
@@ -268,14 +268,10 @@ class Replayer:
             }
             if r.timestamp_ms > 0:
                 kwargs["timestamp"] = r.timestamp_ms
-            while True:
-                try:
-                    producer.produce(w.target, **kwargs)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-                except KafkaException as exc:
-                    raise FatalError(f"cannot republish {r.coordinates}: {exc}") from exc
+            try:
+                produce_queued(producer, w.target, **kwargs)
+            except KafkaException as exc:
+                raise FatalError(f"cannot republish {r.coordinates}: {exc}") from exc
         while producer.flush(5.0):
             pass
         if failures:

@@ -8,11 +8,11 @@ worker, which decides what is committed on revoke and that nothing is on loss.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from connector import metrics
 from connector.errors import FatalError
@@ -54,20 +54,24 @@ class Source:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Wait for the brokers (``startup_timeout_s``), check the topics, subscribe."""
+        """Wait for the brokers (``startup_timeout_s``), check the topics, subscribe.
+
+        Metadata is asked for at most a second at a time (librdkafka keeps connecting in
+        between), so a signal is acted on within a second."""
         k = self._settings.kafka
-        deadline = time.monotonic() + k.startup_timeout_s
-        while True:
-            try:
-                meta = self.consumer.list_topics(timeout=min(5.0, k.startup_timeout_s))
-                break
-            except KafkaException as exc:
-                if time.monotonic() >= deadline:
-                    raise FatalError(
-                        f"cannot reach Kafka at {k.bootstrap_servers} "
-                        f"(CONNECTOR_KAFKA__BOOTSTRAP_SERVERS) for {k.startup_timeout_s:.0f}s: "
-                        f"{exc.args[0] if exc.args else exc}"
-                    ) from exc
+        retrying = Retrying(
+            retry=retry_if_exception_type(KafkaException),
+            stop=stop_after_delay(k.startup_timeout_s),
+            reraise=True,
+        )
+        try:
+            meta = retrying(self.consumer.list_topics, timeout=min(1.0, k.startup_timeout_s))
+        except KafkaException as exc:
+            raise FatalError(
+                f"cannot reach Kafka at {k.bootstrap_servers} "
+                f"(CONNECTOR_KAFKA__BOOTSTRAP_SERVERS) for {k.startup_timeout_s:.0f}s: "
+                f"{exc.args[0] if exc.args else exc}"
+            ) from exc
         missing = [t for t in k.topics if not t.startswith("^") and t not in meta.topics]
         if missing:
             raise FatalError(

@@ -18,8 +18,11 @@ Delivery contract
   fetched again), and fetched again after a backoff (the sink's retry settings) while polling
   goes on.  Nothing past it is committed meanwhile; after ``sink.retry_timeout_s`` (when set)
   of failing the connector stops.
-* First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``,
-  commit, close.  A second signal exits at once without committing.
+* First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``
+  counted from the signal (a revoke wait in progress shares that deadline), commit, close.
+  During start-up (credential check, broker wait, DLQ topics) nothing is consumed yet: the
+  signal ends the start at once and the process exits 0.  A second signal exits at once
+  without committing.
 * A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
 
 Only the main thread touches the consumer, the checkpoint and the DLQ producer; ``max_in_flight``
@@ -89,6 +92,10 @@ class _Hold:
         self.until = 0.0  # while non-zero: paused, fetched again from this time on
 
 
+class _StopRequested(BaseException):
+    """SIGTERM/SIGINT while the worker starts: nothing is consumed yet, so nothing to finish."""
+
+
 class Worker:
     """One consumer in the group and everything downstream of it.
 
@@ -108,7 +115,7 @@ class Worker:
         self.stopping = threading.Event()
         self.checkpoint = Checkpoint()
         self.sink = sink or make_sink(settings)
-        self.dlq = dlq or DeadLetterPublisher(settings)
+        self.dlq = dlq or DeadLetterPublisher(settings, self.stopping)
         self.mappers = Mappers(settings)
         self.progress = Progress(
             settings,
@@ -138,24 +145,40 @@ class Worker:
             if self.stopping.is_set():
                 log.warning("second signal: exiting at once, nothing more is committed")
                 os._exit(128 + signum)
+            self.stop()
+            if self._starting:  # interrupts whatever start-up is waiting for
+                raise _StopRequested(signum)
             log.info("signal %d: finishing in-flight work, then committing", signum)
-            self.stopping.set()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def stop(self) -> None:
+        """Begin the graceful stop: ``shutdown_timeout_s`` from now, everything is over."""
+        if not self.stopping.is_set():
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
+            self.stopping.set()
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> None:
         """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised)."""
         cfg = self.settings
-        self.sink.check(cfg.kafka.startup_timeout_s)
-        if any(m.format == "avro" for m in cfg.mappings):
-            check_registry(cfg, cfg.kafka.startup_timeout_s)
-        self.source.start()
-        if cfg.dlq.topic:
-            ensure_topics(cfg, {cfg.dlq.topic})
-        else:
-            ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
+        self._starting = True
+        try:
+            self.sink.check(cfg.kafka.startup_timeout_s)
+            if any(m.format == "avro" for m in cfg.mappings):
+                check_registry(cfg, cfg.kafka.startup_timeout_s)
+            self.source.start()
+            if cfg.dlq.topic:
+                ensure_topics(cfg, {cfg.dlq.topic})
+            else:
+                ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
+            self._starting = False
+        except _StopRequested as stop:
+            self._starting = False
+            log.info("signal %d during start-up: stopped, nothing was consumed", stop.args[0])
+            self.source.close()
+            return
         for t in self._threads:
             t.start()
         if cfg.sink.mode == "s3" and cfg.s3.failures_poll_s:
@@ -457,10 +480,14 @@ class Worker:
             self.source.resume()
 
     _repause = False
+    _starting = False
+    _stop_deadline = float("inf")
 
     def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
-        """Drain completions until the given partitions (None: all) have nothing pending."""
-        deadline = time.monotonic() + timeout
+        """Drain completions until the given partitions (None: all) have nothing pending, for
+        ``timeout`` at most and never past the stop deadline (a signal during a revoke wait
+        does not get a second ``shutdown_timeout_s``)."""
+        deadline = min(time.monotonic() + timeout, self._stop_deadline)
         while True:
             states = [s for k, s in self.checkpoint.partitions.items() if keys is None or k in keys]
             if not any(s.pending for s in states):
@@ -514,7 +541,7 @@ class Worker:
         self._commit()
         self._commit_allowed = False  # close() revokes; everything committable is committed
         self.source.close()
-        self.dlq.flush(1.0)
+        self.dlq.flush(max(0.0, min(1.0, self._stop_deadline - time.monotonic())))
         for _ in self._threads:
             self._jobs.put(None)
         log.info("stopped")

@@ -36,6 +36,7 @@ import orjson
 import requests
 import requests.utils
 import urllib3
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from connector import __version__, metrics
 from connector.amberflo.status import classify as status_error
@@ -211,7 +212,8 @@ def check_credentials(settings: Settings, timeout_s: float) -> None:
     """Fail fast on a wrong key or an unreachable Amberflo before consuming anything.
 
     Asks ``GET /customers?customerId=…`` (200 with ``{}`` for an unknown customer); retries
-    connection errors and 5xx until ``timeout_s``, then raises ``FatalError`` naming the URL.
+    connection errors, timeouts, 429 and 5xx every second until ``timeout_s``, then raises
+    ``FatalError`` naming the URL.  A signal ends it at once (``Worker`` raises out of it).
     """
     base = settings.amberflo.base_url
     url = f"{base}/customers"
@@ -219,20 +221,27 @@ def check_credentials(settings: Settings, timeout_s: float) -> None:
         "X-API-KEY": settings.amberflo.api_key.get_secret_value(),
         "Accept": "application/json",
     }
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def probe() -> None:
         try:
             resp = requests.get(
                 url, params={"customerId": "amberflo-connector-probe"}, headers=headers, timeout=10
             )
-            error = classify(resp.status_code, dict(resp.headers), resp.text, url)
-            problem = str(error) if error else None
-            if error is None:
-                return
-            if isinstance(error, FatalError):
-                raise error
         except requests.RequestException as exc:
-            problem = f"cannot reach Amberflo at {base} (CONNECTOR_AMBERFLO__BASE_URL): {exc}"
-        if time.monotonic() >= deadline:
-            raise FatalError(problem)
-        time.sleep(1.0)
+            raise RetryableError(
+                f"cannot reach Amberflo at {base} (CONNECTOR_AMBERFLO__BASE_URL): {exc}"
+            ) from exc
+        error = classify(resp.status_code, dict(resp.headers), resp.text, url)
+        if error is not None:
+            raise error
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(RetryableError),
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(1.0),
+        reraise=True,
+    )
+    try:
+        retrying(probe)
+    except RetryableError as exc:
+        raise FatalError(str(exc)) from exc

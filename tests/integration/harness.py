@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connector import embedded
 from connector.embedded import FAST_GROUP
+from connector.kafka import produce_queued
 
 
 def produce(
@@ -46,12 +47,7 @@ def produce(
             kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = headers
-        while True:
-            try:
-                producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_queued(producer, topic, **kwargs)
         n += 1
         if n % 10_000 == 0:
             producer.poll(0)
