@@ -8,6 +8,7 @@ worker, which decides what is committed on revoke and that nothing is on loss.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
