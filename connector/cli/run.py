@@ -61,7 +61,9 @@ def run(config_file: str | None, workers: int) -> None:
             ) from exc
     worker = Worker(settings)
     worker.install_signal_handlers()
-    worker.run()
+    if not worker.run():  # stopped while starting: nothing to finish, nothing to commit
+        logging.shutdown()
+        os._exit(0)  # without waiting for Kafka clients stuck connecting to wind down
 
 
 def _sync_meters(settings: Settings) -> None:

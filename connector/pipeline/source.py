@@ -8,6 +8,7 @@ worker, which decides what is committed on revoke and that nothing is on loss.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,8 +58,8 @@ class Source:
     def start(self) -> None:
         """Wait for the brokers (``startup_timeout_s``), check the topics, subscribe.
 
-        Metadata is asked for at most a second at a time (librdkafka keeps connecting in
-        between), so a signal is acted on within a second."""
+        librdkafka's metadata call blocks in C, where no signal handler runs: it runs on a
+        helper thread while this one waits in Python, so a signal is acted on at once."""
         k = self._settings.kafka
         retrying = Retrying(
             retry=retry_if_exception_type(KafkaException),
@@ -66,7 +67,9 @@ class Source:
             reraise=True,
         )
         try:
-            meta = retrying(self.consumer.list_topics, timeout=min(1.0, k.startup_timeout_s))
+            meta = retrying(
+                _interruptible, self.consumer.list_topics, min(5.0, k.startup_timeout_s)
+            )
         except KafkaException as exc:
             raise FatalError(
                 f"cannot reach Kafka at {k.bootstrap_servers} "
@@ -210,6 +213,27 @@ class Source:
         if len(refused) < len(offsets):
             metrics.LAST_COMMIT.set_to_current_time()
         return [o for o in offsets if (o[0], o[1]) not in refused]
+
+
+def _interruptible(list_topics: Callable[..., Any], timeout: float) -> Any:
+    """``list_topics(timeout=timeout)`` on a daemon thread, waited for in short Python waits
+    (a signal handler raising here leaves the thread to finish on its own)."""
+    done = threading.Event()
+    result: list[Any] = []
+
+    def call() -> None:
+        try:
+            result.append(list_topics(timeout=timeout))
+        except BaseException as exc:  # handed to the waiting thread
+            result.append(exc)
+        done.set()
+
+    threading.Thread(target=call, name="metadata", daemon=True).start()
+    while not done.wait(0.1):
+        pass
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def _keys(parts: list[TopicPartition]) -> list[tuple[str, int]]:

@@ -160,8 +160,11 @@ class Worker:
             self.stopping.set()
 
     # -- main loop ------------------------------------------------------------------------
-    def run(self) -> None:
-        """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised)."""
+    def run(self) -> bool:
+        """Run until ``stopping`` is set (exit normally) or a ``FatalError`` (raised).
+
+        False: a signal stopped the start-up, nothing was consumed (the caller may exit
+        without waiting for the Kafka clients to wind down)."""
         cfg = self.settings
         self._starting = True
         try:
@@ -177,8 +180,7 @@ class Worker:
         except _StopRequested as stop:
             self._starting = False
             log.info("signal %d during start-up: stopped, nothing was consumed", stop.args[0])
-            self.source.close()
-            return
+            return False  # the consumer may be inside a metadata call: not closed here
         for t in self._threads:
             t.start()
         if cfg.sink.mode == "s3" and cfg.s3.failures_poll_s:
@@ -208,6 +210,7 @@ class Worker:
         finally:
             metrics.HEALTH.ready = False
         self._shutdown()
+        return True
 
     def _step(self) -> None:
         metrics.HEALTH.heartbeat()
