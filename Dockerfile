@@ -5,16 +5,18 @@
 #   docker run IMAGE emulator --host 0.0.0.0 --db /data/emulator.db
 #   docker run IMAGE dlq inspect ...
 # Build:  docker build -t amberflo-connector .
-# Extras: the image always has [s3] (boto3, for CONNECTOR_SINK__MODE=s3);
+# Extras: the image always has [s3] (boto3, for CONNECTOR_SINK__MODE=s3) and, by default,
+#         [emulator] (the local Amberflo API's web stack, for `docker run IMAGE emulator`);
 #         docker build --build-arg EXTRAS=demo -t amberflo-connector:demo .
-#         (adds the embedded Tansu broker and the local S3 server `demo` needs)
+#         (adds the embedded Tansu broker and the local S3 server `demo` needs);
+#         docker build --build-arg EXTRAS= -t amberflo-connector:lean . (run, dlq, s3 only)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---- build stage: resolve and install into a self-contained virtualenv --------------------
 FROM ${PYTHON_IMAGE} AS build
 
-ARG EXTRAS=""
+ARG EXTRAS="emulator"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1

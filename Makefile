@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,emulator]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -41,11 +41,11 @@ demo-s3: venv
 	$(BIN)/amberflo-connector demo --sink s3
 
 bench: venv
-	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,emulator,bench]'
 	$(BIN)/python -m benchmarks.run
 
 bench-quick: venv
-	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@$(BIN)/python -c 'import matplotlib, psutil, pyinstrument' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,emulator,bench]'
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:

@@ -14,6 +14,15 @@ Headers = tuple[tuple[str, bytes | None], ...]
 _NO_DIMENSIONS: Mapping[str, str] = MappingProxyType({})
 
 
+def last_header(headers: Headers, name: str) -> bytes | None:
+    """The value of the last header called ``name`` (Kafka allows repeats; the last wins)."""
+    found: bytes | None = None
+    for k, v in headers:
+        if k == name:
+            found = v
+    return found
+
+
 class SourceRecord(NamedTuple):
     """One Kafka record exactly as consumed (bytes untouched, so a dead letter can keep them).
 
@@ -46,11 +55,7 @@ class SourceRecord(NamedTuple):
 
     def header(self, name: str) -> bytes | None:
         """Last value of header ``name`` (Kafka allows repeats; the last one wins)."""
-        found: bytes | None = None
-        for k, v in self.headers:
-            if k == name:
-                found = v
-        return found
+        return last_header(self.headers, name)
 
 
 class MeterEvent:

@@ -92,10 +92,10 @@ def customers_get(config_file: str | None, customer_id: str, as_json: bool) -> N
 
 
 def _show(customer: Customer, plan: PlanAssignment | None) -> None:
-    from datetime import UTC, datetime
+    from connector.timefmt import ms_to_iso
 
     def when(ms: int | None) -> str:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else "—"
+        return ms_to_iso(ms, "seconds") if ms else "—"
 
     rows: list[tuple[str, Any]] = [
         ("customerId", customer.customer_id),

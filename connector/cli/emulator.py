@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from connector.errors import FatalError
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -61,7 +63,13 @@ def emulator(
       amberflo-connector emulator --port 8080 --s3-endpoint http://127.0.0.1:5000 \\
           --s3-bucket amberflo-ingest
     """
-    from connector.emulator.server import S3Source, serve
+    try:
+        from connector.emulator.server import S3Source, serve
+    except ImportError as exc:  # the web stack is an extra: `run` and `dlq` do without it
+        raise FatalError(
+            f"the emulator needs its web stack ({exc.name or 'fastapi'} is missing): "
+            "pip install 'amberflo-kafka-connector[emulator]'"
+        ) from exc
 
     if (s3_endpoint is None) != (s3_bucket is None):
         raise click.UsageError("--s3-endpoint and --s3-bucket go together")

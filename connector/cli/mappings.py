@@ -124,10 +124,10 @@ def _summary(results: list[Outcome]) -> str:
 
 
 def _print_table(results: list[Outcome], title: str) -> None:
-    from datetime import UTC, datetime
-
     from rich.console import Console
     from rich.table import Table
+
+    from connector.timefmt import ms_to_iso
 
     table = Table(title=title)
     for name in ("source", "customer", "meter", "value", "time (UTC)", "uniqueId", "dimensions"):
@@ -145,14 +145,13 @@ def _print_table(results: list[Outcome], title: str) -> None:
         if not r.events:
             table.add_row(r.source, "[dim](no events)[/dim]")
         for n, e in enumerate(r.events):
-            when = datetime.fromtimestamp(int(e["meterTimeInMillis"]) / 1000, UTC)
             dims = e.get("dimensions") or {}
             table.add_row(
                 r.source if n == 0 else "",
                 str(e["customerId"]),
                 str(e["meterApiName"]),
                 str(e["meterValue"]),
-                when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                ms_to_iso(int(e["meterTimeInMillis"]), zulu=True),
                 str(e["uniqueId"]),
                 ", ".join(f"{k}={v}" for k, v in dims.items()),
             )

@@ -34,8 +34,9 @@ from connector.dlq.publish import (
 from connector.errors import ConfigError, FatalError
 from connector.formats.ids import ORIGIN_HEADER
 from connector.kafka import client_config
-from connector.records import Headers
+from connector.records import Headers, last_header
 from connector.settings import LibrdkafkaValue, Settings
+from connector.timefmt import ms_to_iso
 
 REPLAY_COUNT_HEADER = "amberflo.replay.count"
 REPLAY_SOURCE_HEADER = "amberflo.replay.source"
@@ -72,12 +73,6 @@ def parse_time(text: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
-
-
-def _iso(ms: int | None, timespec: str = "milliseconds") -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec=timespec)
 
 
 def _bytes_json(value: bytes | None) -> tuple[str | None, bool]:
@@ -178,11 +173,7 @@ class DeadLetterView:
         )
 
     def header(self, name: str) -> bytes | None:
-        found: bytes | None = None
-        for k, v in self.headers:
-            if k == name:
-                found = v
-        return found
+        return last_header(self.headers, name)
 
     @property
     def failed_or_timestamp_ms(self) -> int:
@@ -260,7 +251,7 @@ class DeadLetterView:
                 "offset": self.source_offset,
             },
             "origin": self.origin,
-            "failed_at": _iso(self.failed_at_ms),
+            "failed_at": None if self.failed_at_ms is None else ms_to_iso(self.failed_at_ms),
         }
 
 
@@ -434,7 +425,7 @@ def letters_table(letters: list[DeadLetterView], title: str | None = None) -> Ta
             d.stage or "?",
             str(d.http_status) if d.http_status is not None else "",
             error,
-            _iso(d.failed_or_timestamp_ms, "seconds") or "",
+            ms_to_iso(d.failed_or_timestamp_ms, "seconds"),
             d.preview(),
         )
     return table

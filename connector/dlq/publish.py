@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -27,6 +26,7 @@ from connector.errors import FatalError
 from connector.kafka import dlq_producer_config, ensure_topics, produce_queued
 from connector.records import DeadLetter, Headers
 from connector.settings import Settings
+from connector.timefmt import ms_to_iso
 
 log = logging.getLogger("connector.dlq")
 
@@ -63,10 +63,6 @@ PERMANENT_PRODUCE_ERRORS = frozenset(
     }
 )
 """Produce errors that no retry can fix: the connector stops (nothing more is committed)."""
-
-
-def _ms_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) -> Headers:
@@ -112,7 +108,7 @@ def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) ->
             (p + "source.partition", str(r.partition)),
             (p + "source.offset", str(r.offset)),
             (p + "source.timestamp", str(r.timestamp_ms)),
-            (p + "failed_at", _ms_iso(now_ms)),
+            (p + "failed_at", ms_to_iso(now_ms)),
             (p + "connector.version", __version__),
         ]
     return tuple((k, v.encode() if v is not None else None) for k, v in pairs)

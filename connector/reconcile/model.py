@@ -32,11 +32,11 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.dlq.inspect import parse_time
 from connector.records import MeterEvent
+from connector.timefmt import ms_to_iso
 
 Cell = tuple[str, str, int]
 """(meterApiName, customerId, bucket start in epoch seconds)."""
@@ -65,7 +65,7 @@ def parse_when(text: str, now_ms: int | None = None) -> int:
 
 def iso(ms: int) -> str:
     """``2026-01-01T10:00:00Z`` (seconds precision)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ms_to_iso(ms, "seconds", zulu=True)
 
 
 @dataclass(frozen=True, slots=True)
