@@ -106,7 +106,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_reads_what_fastavro_reads(case: tuple[Any, Any]) -> None:
     schema, value = case
@@ -120,7 +120,7 @@ def test_reads_what_fastavro_reads(case: tuple[Any, Any]) -> None:
     assert _same(got, want)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.data())
 def test_never_accepts_bytes_fastavro_refuses(case: tuple[Any, Any], data: st.DataObject) -> None:
     schema, value = case

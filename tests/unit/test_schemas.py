@@ -47,7 +47,7 @@ def test_the_json_schema_is_a_valid_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(JSON_SCHEMA)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.sets(st.sampled_from(sorted(_VALID))),
     st.fixed_dictionaries({}, optional=_FIELD_VALUES),
