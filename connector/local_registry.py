@@ -14,13 +14,15 @@ clients (``confluent_kafka.schema_registry``, the Java serdes) work against it u
 * Unknown subject / version / schema: 404 with error codes 40401 / 40402 / 40403.
 
 What it is not: there are no compatibility checks (``/config`` says ``NONE``), no deletes,
-no auth, and the schemas live in memory only (gone when it stops).  Production runs
+and the schemas live in memory only (gone when it stops).  ``basic_auth`` (user, password)
+makes every request need those HTTP basic credentials (401 / 40101 otherwise).  Production runs
 Confluent's registry (docker-compose.yml has one).  ``fail_next`` makes the next requests
 answer with an error status: the tests' way to play a registry that is down or overloaded.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -206,8 +208,18 @@ class LocalSchemaRegistry:
     schemas.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        basic_auth: tuple[str, str] | None = None,
+    ) -> None:
         self.host = host
+        self._authorization = (
+            None
+            if basic_auth is None
+            else "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
+        )
         self.port = port or free_port()
         self.store = SchemaStore()
         self.requests = 0
@@ -257,8 +269,12 @@ class LocalSchemaRegistry:
             self._fault = (status, left - 1)
             return status
 
-    def dispatch(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def dispatch(
+        self, method: str, path: str, body: bytes, authorization: str | None = None
+    ) -> tuple[int, Any]:
         """One request → (status, JSON answer)."""
+        if self._authorization is not None and authorization != self._authorization:
+            return 401, {"error_code": 40101, "message": "Unauthorized"}
         status = self._take_fault()
         if status is not None:
             return status, {"error_code": status * 100 + 1, "message": "injected fault"}
@@ -333,7 +349,8 @@ def _handler(registry: LocalSchemaRegistry) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, answer = registry.dispatch(method, self.path, body)
+            auth = self.headers.get("Authorization")
+            status, answer = registry.dispatch(method, self.path, body, auth)
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", CONTENT_TYPE)

@@ -174,3 +174,36 @@ def test_start_up_check_names_the_registry_and_the_keys(
     schema_registry.fail_next(1, 401)
     with pytest.raises(FatalError, match=r"refused the credentials \(HTTP 401\).*__USERNAME"):
         check_registry(settings(schema_registry.url), 5)
+
+
+def test_basic_auth_reaches_the_registry_from_the_connector_settings() -> None:
+    from confluent_kafka.schema_registry import Schema as SrSchema
+
+    from connector.errors import FatalError
+    from connector.formats import avro
+    from connector.records import SourceRecord
+    from connector.settings import Settings
+
+    with LocalSchemaRegistry(basic_auth=("sr-user", "s3cret")) as registry:
+        admin = SchemaRegistryClient(
+            {"url": registry.url, "basic.auth.user.info": "sr-user:s3cret"}
+        )
+        schema_id = admin.register_schema("u-value", SrSchema(AVSC, "AVRO"))
+        value = (
+            b"\x00" + schema_id.to_bytes(4, "big") + b"\x04c1\x02m" + b"\x00" * 8 + b"\x00\x00\x00"
+        )
+
+        def decode(password: str) -> object:
+            settings = Settings(
+                kafka={"topics": ["t"]},
+                amberflo={"api_key": "k"},
+                schema_registry={"url": registry.url, "username": "sr-user", "password": password},
+                mappings=[{"topics": ["t"], "format": "avro", "customer_id": {"path": "customerId"},
+                           "meter": {"path": "meterApiName"}}],
+            )  # fmt: skip
+            decoder = avro.decoder(settings.mappings[0], settings)
+            return decoder(SourceRecord("t", 0, 0, 1, None, value, ()))
+
+        assert decode("s3cret")["customerId"] == "c1"  # type: ignore[index]
+        with pytest.raises(FatalError, match=r"refused the credentials \(HTTP 401"):
+            decode("wrong")
