@@ -172,7 +172,9 @@ def test_two_workers_split_partitions_and_one_stops(
     }
     a = start(topic, group, **opts)
     b = start(topic, group, **opts)
-    time.sleep(4)  # both joined
+    wait_until(  # both joined (a fixed 4 s sleep was not always enough on a loaded machine)
+        lambda: "assigned" in a.output() and "assigned" in b.output(), 60, "both assigned"
+    )
     produce(kafka_broker, topic, records)
     wait_until(lambda: emu.count(m) >= 5000, 60, "some events stored")
     a.signal(signal.SIGTERM)
