@@ -23,6 +23,7 @@ import fastavro
 import orjson
 
 from benchmarks.common import PARTITIONS, T0_MS, new_producer
+from connector.kafka import produce_queued
 
 Headers = list[tuple[str, bytes]] | None
 
@@ -201,14 +202,15 @@ def produce(bootstrap: str, topic: str, n: int, workload: Workload) -> None:
 
     for i in range(n):
         value, headers = workload.record(i)
-        while True:
-            try:
-                producer.produce(
-                    topic, value, partition=i % PARTITIONS, headers=headers, on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.01)
+        produce_queued(
+            producer,
+            topic,
+            value=value,
+            partition=i % PARTITIONS,
+            headers=headers,
+            on_delivery=on_delivery,
+            wait_s=0.01,
+        )
         if i % 20_000 == 0:
             producer.poll(0)
     if producer.flush(60) or failed:

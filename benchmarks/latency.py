@@ -25,6 +25,7 @@ from benchmarks.common import (
     vm_status,
     wait_drained,
 )
+from connector.kafka import produce_queued
 
 
 def _produce_steady(bootstrap: str, topic: str, meter: str, rate: int, seconds: float) -> float:
@@ -37,11 +38,8 @@ def _produce_steady(bootstrap: str, topic: str, meter: str, rate: int, seconds: 
     while i < total:
         due = min(total, int((time.perf_counter() - started) * rate) + 1)
         while i < due:
-            try:
-                producer.produce(topic, record_value(i, meter, with_time=False))
-            except BufferError:
-                producer.poll(0.001)
-                continue
+            value = record_value(i, meter, with_time=False)
+            produce_queued(producer, topic, value=value, wait_s=0.001)
             i += 1
         producer.poll(0)
         time.sleep(0.005)
