@@ -1,3 +1,3 @@
 """Kafka → Amberflo usage-metering connector."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

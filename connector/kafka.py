@@ -10,10 +10,12 @@ before anything starts.  Properties the delivery contract depends on cannot be o
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.errors import FatalError
@@ -222,3 +224,55 @@ def _exists(admin: AdminClient, topic: str, settings: Settings, timeout: float) 
             f"({err.str()}): grant DESCRIBE and WRITE on it"
         )
     raise FatalError(f"cannot read the metadata of topic {topic!r}: {err.str()}")
+
+
+def topic_ids(settings: Settings) -> TopicIds | None:
+    """The ``topic_key`` of derived uniqueIds (``Mappers``) for these settings."""
+    return TopicIds(settings) if settings.transform.unique_id_topic_ids else None
+
+
+class TopicIds:
+    """topic name → the ``<topic>`` part of derived uniqueIds' coordinates: ``name@<topic id>``
+    where the broker reports a topic id (KIP-516; an all-zero id means it does not), else the
+    name (``connector.formats.ids``).  Asked once per topic, at its first record with a
+    derived id; a broker that cannot be asked for ``startup_timeout_s`` stops the connector
+    (deriving ids without the topic id would count re-read records twice)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admin: AdminClient | None = None
+
+    def __call__(self, topic: str) -> str:
+        if self._admin is None:
+            self._admin = AdminClient(
+                {**client_config(self._settings), "allow.auto.create.topics": False}
+            )
+        k = self._settings.kafka
+        deadline = time.monotonic() + k.startup_timeout_s
+        while True:
+            future = self._admin.describe_topics(TopicCollection([topic]), request_timeout=10)
+            try:
+                described = future[topic].result(15)
+                break
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() in _DENIED:
+                    raise FatalError(
+                        f"the connector is not allowed to describe topic {topic!r} "
+                        f"({err.str()}): grant DESCRIBE on it"
+                    ) from exc
+                if time.monotonic() >= deadline:
+                    raise FatalError(
+                        f"cannot read the topic id of {topic!r} from {k.bootstrap_servers} "
+                        f"(CONNECTOR_KAFKA__BOOTSTRAP_SERVERS) for {k.startup_timeout_s:.0f}s: "
+                        f"{exc}"
+                    ) from exc
+                time.sleep(0.5)
+        tid = described.topic_id
+        if tid is None:
+            return topic
+        high = tid.get_most_significant_bits() & 0xFFFF_FFFF_FFFF_FFFF
+        low = tid.get_least_significant_bits() & 0xFFFF_FFFF_FFFF_FFFF
+        if not high and not low:
+            return topic
+        return f"{topic}@{uuid.UUID(int=(high << 64) | low)}"

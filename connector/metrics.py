@@ -20,6 +20,11 @@ P = "amberflo_connector_"
 RECORDS = Counter(P + "records_consumed_total", "Kafka records consumed")
 EVENTS = Counter(P + "events_ingested_total", "Meter events accepted by Amberflo (HTTP 200)")
 DEAD_LETTERS = Counter(P + "dead_letters_total", "Records written to the DLQ", ["stage"])
+DEAD_LETTERS_FOUND = Counter(
+    P + "dead_letters_found_total",
+    "Records re-read (after a crash or rebalance) whose dead letter already existed: not "
+    "written again",
+)
 DEAD_LETTER_FAILURES = Counter(
     P + "dead_letter_failures_total", "Dead letters the DLQ topic did not acknowledge (retried)"
 )

@@ -164,3 +164,4 @@ class DeadLetter:
     error_class: str
     message: str
     http_status: int | None = None
+    origin: str | None = None  # the coordinates its uniqueIds derive from (connector.formats.ids)

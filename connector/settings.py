@@ -48,6 +48,7 @@ from connector.settings_errors import (
 
 CONFIG_FILE_ENV = "CONNECTOR_CONFIG_FILE"
 LibrdkafkaValue = str | int | float | bool
+DEFAULT_UNIQUE_ID_NAMESPACE = "amberflo-connector"
 REQUIRED_BY_RUN: JsonDict = {"required_by": "run"}
 """Marks a setting that ``run`` (and ``config check``) require and the dlq tools do not."""
 
@@ -322,8 +323,16 @@ class DlqSettings(_Section):
 class TransformSettings(_Section):
     unique_id_namespace: str | None = Field(
         None,
-        description="Namespace of derived uniqueIds (a UUID or any text). Default: derived from "
-        "the group id. Change it when a topic is recreated and its offsets restart at 0.",
+        description="Namespace of derived uniqueIds (a UUID or any text). Default: "
+        f"'{DEFAULT_UNIQUE_ID_NAMESPACE}', the same for every consumer group, so a renamed "
+        "group re-reading a topic derives the same ids. Set a new one when a topic is "
+        "recreated on a broker that reports no topic ids; 'amberflo-connector/<group id>' "
+        "(with unique_id_topic_ids false) keeps the ids of version 0.1.",
+    )
+    unique_id_topic_ids: bool = Field(
+        True,
+        description="Make the broker's topic id (KIP-516), where it reports one, part of "
+        "derived uniqueIds, so a deleted and recreated topic never repeats an old id.",
     )
     max_events_per_record: int = Field(
         1000,
@@ -597,7 +606,7 @@ class Settings(BaseSettings):
     @property
     def unique_id_namespace(self) -> uuid.UUID:
         """The UUID namespace of derived uniqueIds (a UUID as given, else a v5 of the text)."""
-        text = self.transform.unique_id_namespace or f"amberflo-connector/{self.kafka.group_id}"
+        text = self.transform.unique_id_namespace or DEFAULT_UNIQUE_ID_NAMESPACE
         try:
             return uuid.UUID(text)
         except ValueError:

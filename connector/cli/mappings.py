@@ -74,9 +74,10 @@ def mappings_preview(
 
     from connector.formats import Mappers
     from connector.formats.preview import outcome, preview_topics, read_records
+    from connector.kafka import topic_ids
 
     settings = _settings(config_file)
-    mappers = Mappers(settings)
+    mappers = Mappers(settings, topic_ids(settings))  # the uniqueIds `run` would derive
     available: list[str] = []
     if not topic and any(t.startswith("^") for t in settings.kafka.topics):
         available = _topic_names(settings)

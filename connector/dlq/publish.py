@@ -1,11 +1,11 @@
 """The dead-letter topic: publishing (here), inspecting (``inspect``) and replaying (``replay``).
 
-Contract: ``DeadLetterPublisher.publish(letter, on_ack, wanted)`` calls ``on_ack()`` only
-after the broker acknowledged the dead letter (acks=all, idempotent producer).  A failed
-delivery is produced again after a pause while ``wanted()`` holds; the record stays pending
-meanwhile, so its offset is never committed before its dead letter is safe.  Once its partition
-is revoked (``wanted()`` false) a failed dead letter is dropped: the partition's new owner
-reads the record again and dead-letters it itself.
+Contract: ``DeadLetterPublisher.publish(letter, on_ack, wanted, partition)`` calls
+``on_ack(dlq_offset)`` only after the broker acknowledged the dead letter (acks=all,
+idempotent producer).  A failed delivery is produced again after a pause while ``wanted()``
+holds; the record stays pending meanwhile, so its offset is never committed before its dead
+letter is safe.  Once its partition is revoked (``wanted()`` false) a failed dead letter is
+dropped: the partition's new owner reads the record again and dead-letters it itself.
 
 A dead letter keeps the original key, value, headers and timestamp unchanged and adds the
 error/source headers of the configured style (``amberflo`` or Kafka Connect's ``connect``).
@@ -17,12 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connector import __version__, metrics
 from connector.errors import FatalError
+from connector.formats.ids import ORIGIN_HEADER
 from connector.kafka import dlq_producer_config, ensure_topics, produce_queued
 from connector.records import DeadLetter, Headers
 from connector.settings import Settings
@@ -73,6 +75,9 @@ def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) ->
     ``amberflo.failed_at`` (ISO-8601 UTC, from ``now_ms``), ``amberflo.connector.version``.
     ``connect`` style: Kafka Connect's ten ``__connect.errors.*`` headers (the connector name
     is the group id, the task id ``0``; there is no stack trace, only ``<class>: <message>``).
+    Both styles then add ``amberflo.origin``, the coordinates the record's uniqueIds derive
+    from (topic id included), unless the record carries one already: ``dlq replay`` keeps it,
+    so a replayed record derives the same ids, even replayed ``--to`` another topic.
     """
     r = letter.record
     if style == "connect":
@@ -111,7 +116,17 @@ def error_headers(letter: DeadLetter, style: str, group_id: str, now_ms: int) ->
             (p + "failed_at", ms_to_iso(now_ms)),
             (p + "connector.version", __version__),
         ]
+    if letter.origin is not None and r.header(ORIGIN_HEADER) is None:
+        pairs.append((ORIGIN_HEADER, letter.origin))
     return tuple((k, v.encode() if v is not None else None) for k, v in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    letter: DeadLetter
+    on_ack: Callable[[int], None]
+    wanted: Callable[[], bool]
+    partition: int | None
 
 
 class DeadLetterPublisher:
@@ -136,16 +151,22 @@ class DeadLetterPublisher:
         self._stopping = stopping or threading.Event()
         self._producer = Producer(dlq_producer_config(settings, "amberflo-connector-dlq"))
         self._known: set[str] = set()
-        self._retry: list[tuple[float, DeadLetter, Callable[[], None], Callable[[], bool]]] = []
+        self._retry: list[tuple[float, _Job]] = []
         self.in_flight = 0
 
     def publish(
         self,
         letter: DeadLetter,
-        on_ack: Callable[[], None],
+        on_ack: Callable[[int], None],
         wanted: Callable[[], bool] = lambda: True,
+        partition: int | None = None,
     ) -> None:
-        """Hand a dead letter to the producer (creating its topic when missing)."""
+        """Hand a dead letter to the producer (creating its topic when missing), to
+        ``partition`` of the DLQ topic when given; ``on_ack`` gets the letter's DLQ offset."""
+        self._produce(_Job(letter, on_ack, wanted, partition))
+
+    def _produce(self, job: _Job) -> None:
+        letter = job.letter
         topic = self._settings.dlq_topic_for(letter.record.topic)
         if topic not in self._known:
             ensure_topics(self._settings, {topic})
@@ -160,13 +181,13 @@ class DeadLetterPublisher:
             )
         )
 
-        def delivered(err: KafkaError | None, _msg: object) -> None:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
             self.in_flight -= 1
             if err is None:
                 metrics.DEAD_LETTERS.labels(stage=letter.stage).inc()
-                on_ack()
+                job.on_ack(int(msg.offset() or 0))
                 return
-            self._failed(letter, on_ack, wanted, err)
+            self._failed(job, err)
 
         kwargs: dict[str, Any] = {
             "key": r.key,
@@ -174,6 +195,8 @@ class DeadLetterPublisher:
             "headers": headers,
             "on_delivery": delivered,
         }
+        if job.partition is not None:
+            kwargs["partition"] = job.partition
         if r.timestamp_ms > 0:
             kwargs["timestamp"] = r.timestamp_ms
         try:
@@ -182,21 +205,15 @@ class DeadLetterPublisher:
             err = exc.args[0] if exc.args else None
             if not isinstance(err, KafkaError):
                 raise
-            self._failed(letter, on_ack, wanted, err)
+            self._failed(job, err)
             return
         if not queued:  # shutting down with the producer's queue full: not acknowledged
-            self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack, wanted))
+            self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, job))
             return
         self.in_flight += 1
 
-    def _failed(
-        self,
-        letter: DeadLetter,
-        on_ack: Callable[[], None],
-        wanted: Callable[[], bool],
-        err: KafkaError,
-    ) -> None:
-        r = letter.record
+    def _failed(self, job: _Job, err: KafkaError) -> None:
+        r = job.letter.record
         topic = self._settings.dlq_topic_for(r.topic)
         metrics.DEAD_LETTER_FAILURES.inc()
         if err.fatal() or err.code() in PERMANENT_PRODUCE_ERRORS:
@@ -214,7 +231,7 @@ class DeadLetterPublisher:
             topic,
             err.str(),
         )
-        self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, letter, on_ack, wanted))
+        self._retry.append((time.monotonic() + self.RETRY_PAUSE_S, job))
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks and re-publish dead letters whose delivery failed."""
@@ -223,11 +240,11 @@ class DeadLetterPublisher:
             now = time.monotonic()
             due = [x for x in self._retry if x[0] <= now]
             self._retry = [x for x in self._retry if x[0] > now]
-            for _, letter, on_ack, wanted in due:
-                if wanted():
-                    self.publish(letter, on_ack, wanted)
+            for _, job in due:
+                if job.wanted():
+                    self._produce(job)
                 else:
-                    r = letter.record
+                    r = job.letter.record
                     log.info(
                         "dropped the unacknowledged dead letter of %s/%d@%d: the partition was "
                         "revoked, its new owner reads the record again",

@@ -95,8 +95,10 @@ class Mappers:
     Every ``mappings`` entry is compiled (decoder and rules) here, at start, so that a
     configuration a decoder factory refuses stops the connector before it consumes."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._ids = UniqueIds(settings.unique_id_namespace)
+    def __init__(self, settings: Settings, topic_key: Callable[[str], str] | None = None) -> None:
+        self.ids = self._ids = UniqueIds(settings.unique_id_namespace, topic_key)
+        """The uniqueId derivation (``topic_key``: see ``UniqueIds``; the running connector
+        gives ``connector.kafka.TopicIds``)."""
         self._max_events = settings.transform.max_events_per_record
         self._by_topic: dict[str, Mapper] = {}
         self._entries: list[tuple[Mapping, Decoder | None, Rules | Mapper | None]] = []

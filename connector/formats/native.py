@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import msgspec
 
 from connector.errors import DecodeError, MappingError
-from connector.formats.ids import UniqueIds, coordinates
+from connector.formats.ids import UniqueIds
 from connector.records import MeterEvent, SourceRecord
 
 _INT64_MIN = -(1 << 63)
@@ -149,7 +149,7 @@ def map_native(
                 amount = check_number(amount, "meterValue")
         elif type(amount) is not float or not math.isfinite(amount):
             amount = check_number(amount, "meterValue")
-        uid = given_id or ids.derive(coordinates(record), meter)
+        uid = given_id or ids.derive(ids.coordinates(record), meter)
         return [MeterEvent(customer, meter, amount, time_ms, uid, dims)]
 
     if not isinstance(values, dict) or not values:
@@ -160,7 +160,7 @@ def map_native(
             f"has {len(values)} meters, more than the {max_events} events a record may make "
             "(CONNECTOR_TRANSFORM__MAX_EVENTS_PER_RECORD)",
         )
-    coords = None if given_id else coordinates(record)
+    coords = None if given_id else ids.coordinates(record)
     events = []
     for meter, amount in values.items():
         _text(meter, "values")
@@ -219,6 +219,6 @@ def map_json(
                 and (type(amount) is float or _INT64_MIN <= amount < _UINT64_END)
                 and time_ms < _UINT64_END
             ):
-                uid = r.uniqueId or ids.derive(coordinates(record), meter)
+                uid = r.uniqueId or ids.derive(ids.coordinates(record), meter)
                 return [MeterEvent(r.customerId, meter, amount, time_ms, uid, r.dimensions)]
     return map_native(record, decode_json(raw), ids, max_events)

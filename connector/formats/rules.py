@@ -40,7 +40,7 @@ from connector import metrics
 from connector.errors import MappingError
 from connector.formats.config import Mapping, Rule
 from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, field_code
-from connector.formats.ids import UniqueIds, coordinates
+from connector.formats.ids import UniqueIds
 from connector.records import MeterEvent, SourceRecord
 
 Decoder = Callable[[SourceRecord], Any]
@@ -82,7 +82,7 @@ class Rules:
             "if type(payload) is Envelope:",
             "    payload, identity, event_time, attributes = payload",
         )
-        code.namespace.update(Envelope=Envelope, MeterEvent=MeterEvent, coordinates=coordinates)
+        code.namespace.update(Envelope=Envelope, MeterEvent=MeterEvent)
         dims = []
         for i, (name, rule) in enumerate(mapping.dimensions.items()):
             field_code(code, f"d{i}", f"dimensions.{name}", rule, DIMENSION)
@@ -148,7 +148,7 @@ class Rules:
     def bind(
         self, decode: Decoder, ids: UniqueIds
     ) -> Callable[[SourceRecord], list[MeterEvent] | Filtered]:
-        self.code.namespace.update(decode=decode, derive=ids.derive)
+        self.code.namespace.update(decode=decode, derive=ids.derive, coordinates=ids.coordinates)
         return self.code.build("def evaluate(record):", "evaluate", f"{self.where} rules")
 
 

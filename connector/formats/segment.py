@@ -34,7 +34,7 @@ from connector.formats.config import Mapping, SegmentOptions
 from connector.formats.customers import trait_text, traits_of
 from connector.formats.fields import dimension_text, iso_ms
 from connector.formats.fields import text as _text
-from connector.formats.ids import UniqueIds, coordinates
+from connector.formats.ids import UniqueIds
 from connector.formats.native import check_number, decode_json
 from connector.formats.rules import Filtered
 from connector.records import CustomerUpdate, MeterEvent, SourceRecord
@@ -156,7 +156,7 @@ class SegmentMapper:
     ) -> MeterEvent:
         message_id = call.get("messageId")
         if message_id is None or message_id == "":
-            uid = self._ids.derive(coordinates(record), meter)
+            uid = self._ids.derive(self._ids.coordinates(record), meter)
         else:
             uid = _text(message_id, "messageId")
             if many:
@@ -166,7 +166,7 @@ class SegmentMapper:
     def _identify(self, record: SourceRecord, call: dict[str, Any]) -> CustomerUpdate | Filtered:
         user = call.get("userId")
         if user is None or user == "":
-            log.debug("%s: identify without userId skipped", coordinates(record))
+            log.debug("%s: identify without userId skipped", self._ids.coordinates(record))
             return Filtered("segment identify without userId")
         customer = _text(user, "userId")
         traits = _object(call, "traits")

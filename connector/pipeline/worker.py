@@ -48,17 +48,19 @@ from typing import cast
 from confluent_kafka import KafkaError, Message
 
 from connector import metrics
+from connector.dlq.ledger import DeadLetterLedger
 from connector.dlq.publish import DeadLetterPublisher
 from connector.errors import FatalError, RecordError, RetryableError, ThrottledError
 from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
-from connector.kafka import ensure_topics
+from connector.kafka import ensure_topics, topic_ids
 from connector.pipeline.batches import Batch, Batches
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
+from connector.pipeline.letters import DeadLetters
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
-from connector.records import CustomerUpdate, DeadLetter, Headers, MeterEvent, SourceRecord
+from connector.records import CustomerUpdate, Headers, MeterEvent, SourceRecord
 from connector.settings import Settings
 from connector.sinks import make_sink
 from connector.sinks.base import Abandoned, Item, Outcome, Sink
@@ -69,16 +71,6 @@ _Result = Outcome | CustomerDone | BaseException
 
 SWITCH_INTERVAL_S = 0.0005
 """CPython's GIL switch interval in a worker process (see ``_tune_interpreter``)."""
-
-
-class _Letter:
-    """A record's dead letter: acknowledged yet, and its parts rejected while it was not."""
-
-    __slots__ = ("acked", "extra")
-
-    def __init__(self) -> None:
-        self.acked = False
-        self.extra = 0
 
 
 class _Hold:
@@ -99,8 +91,8 @@ class _StopRequested(BaseException):
 class Worker:
     """One consumer in the group and everything downstream of it.
 
-    ``sink``, ``dlq`` and ``source`` replace the real collaborators (unit tests); a given
-    ``source`` is driven by calling ``_on_assign``/``_on_revoke``/``_on_lost`` directly.
+    ``sink``, ``dlq``, ``ledger`` and ``source`` replace the real collaborators (unit tests); a
+    given ``source`` is driven by calling ``_on_assign``/``_on_revoke``/``_on_lost`` directly.
     """
 
     def __init__(
@@ -109,6 +101,7 @@ class Worker:
         *,
         sink: Sink | None = None,
         dlq: DeadLetterPublisher | None = None,
+        ledger: DeadLetterLedger | None = None,
         source: Source | None = None,
     ) -> None:
         self.settings = settings
@@ -116,7 +109,11 @@ class Worker:
         self.checkpoint = Checkpoint()
         self.sink = sink or make_sink(settings)
         self.dlq = dlq or DeadLetterPublisher(settings, self.stopping)
-        self.mappers = Mappers(settings)
+        self.mappers = Mappers(settings, topic_ids(settings))
+        ids = self.mappers.ids
+        self.letters = DeadLetters(
+            self.dlq, ledger or DeadLetterLedger(settings, ids.topic), ids.coordinates
+        )
         self.progress = Progress(
             settings,
             lambda: self.checkpoint.partitions,
@@ -131,7 +128,6 @@ class Worker:
         self._batches = Batches(self.sink.batching, self._submit)
         self._last_commit = time.monotonic()
         self._commit_allowed = True
-        self._letters: dict[tuple[PartitionState, int], _Letter] = {}  # per record with a DLQ
         self._holds: dict[tuple[str, int], _Hold] = {}
         self._customers: CustomerSync | None = None  # started by the first customer update
         self._threads = [
@@ -286,7 +282,7 @@ class Worker:
                 events = mapper(record)
             except RecordError as exc:
                 state.track(offset, 1)
-                self._dead_letter(record, exc, state)
+                self.letters.reject(record, exc, state)
                 continue
             except RetryableError as exc:
                 hold = self._hold(record, exc)
@@ -322,30 +318,6 @@ class Worker:
         if err.fatal():
             raise FatalError(f"Kafka consumer error: {err.str()}")
         log.warning("consumer error: %s", err.str())
-
-    def _dead_letter(self, record: SourceRecord, exc: RecordError, state: PartitionState) -> None:
-        """Dead-letter the record once, however many of its events were rejected.
-
-        Each rejected part is done only once that one dead letter is acknowledged (parts
-        rejected before the acknowledgement are folded into it, later ones are done at once).
-        """
-        offset = record.offset
-        known = self._letters.get((state, offset))
-        if known is not None:
-            if known.acked:
-                state.done(offset)
-            else:
-                known.extra += 1
-            return
-        entry = self._letters[(state, offset)] = _Letter()
-        letter = DeadLetter(record, exc.stage, type(exc).__name__, str(exc), exc.http_status)
-
-        def on_ack() -> None:
-            entry.acked = True
-            state.done(offset, 1 + entry.extra)
-            entry.extra = 0
-
-        self.dlq.publish(letter, on_ack, lambda: state.active)
 
     # -- records a decoder cannot read yet -------------------------------------------------
     def _hold(self, record: SourceRecord, exc: RetryableError) -> _Hold:
@@ -447,14 +419,14 @@ class Worker:
                 item.state.done(item.record.offset)
             for item, error in result.rejected:
                 if item.state.active:  # revoked meanwhile: the new owner processes the record
-                    self._dead_letter(item.record, error, item.state)
+                    self.letters.reject(item.record, error, item.state)
 
     def _customer_done(self, done: CustomerDone) -> None:
         if done.error is None:
             done.state.done(done.record.offset)
         elif isinstance(done.error, RecordError):  # Amberflo refused it: a dead letter
             if done.state.active:
-                self._dead_letter(done.record, done.error, done.state)
+                self.letters.reject(done.record, done.error, done.state)
         else:
             raise done.error
 
@@ -462,14 +434,12 @@ class Worker:
         self._last_commit = time.monotonic()
         if not self._commit_allowed:
             return
-        for t, p, o in self.source.commit(self.checkpoint.to_commit(only)):
+        done = self.source.commit(self.checkpoint.to_commit(only))
+        for t, p, o in done:
             self.checkpoint.committed(t, p, o)
+        self.letters.committed((self.checkpoint.partitions[(t, p)], o) for t, p, o in done)
         metrics.BUFFERED.set(self.checkpoint.pending_records)
         self.progress.tick()
-        if self._letters:  # forget the dead letters of records that are done
-            self._letters = {
-                k: v for k, v in self._letters.items() if k[0].active and k[1] in k[0].pending
-            }
 
     def _backpressure(self) -> None:
         limit = self.settings.sink.max_buffered_records
@@ -529,6 +499,7 @@ class Worker:
             state = self.checkpoint.partitions.get(key)
             if state is not None:
                 self._batches.drop(state)
+                self.letters.forget(state)
                 self.checkpoint.revoke(*key)
 
     # -- shutdown -------------------------------------------------------------------------
@@ -545,6 +516,7 @@ class Worker:
         self._commit_allowed = False  # close() revokes; everything committable is committed
         self.source.close()
         self.dlq.flush(max(0.0, min(1.0, self._stop_deadline - time.monotonic())))
+        self.letters.close()
         for _ in self._threads:
             self._jobs.put(None)
         log.info("stopped")

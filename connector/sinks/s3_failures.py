@@ -212,7 +212,7 @@ class FailureWatcher:
         if self._dlq is None:
             self._dlq = DeadLetterPublisher(self.settings)
         for letter in letters:
-            self._dlq.publish(letter, lambda: None)
+            self._dlq.publish(letter, lambda _offset: None)
         if not self._dlq.flush(60):
             raise ConnectorError("the dead-letter topic did not acknowledge them within 60s")
 

@@ -17,7 +17,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from connector.embedded import free_port
 from tests.conftest import Emulator
-from tests.integration.failure_harness import QUICK_GROUP, produce_raw, read_topic, wait_for_records
+from tests.integration.failure_harness import (
+    QUICK_GROUP,
+    header,
+    produce_raw,
+    read_topic,
+    wait_for_records,
+)
 from tests.integration.harness import ConnectorProcess, Emu, committed, connector_env, wait_until
 from tests.integration.kafka_gate import CREATE_TOPICS, locked_down
 
@@ -197,3 +203,89 @@ def test_a_pattern_subscription_never_reads_dead_letter_topics(
     assert not [t for t in names if t.startswith(prefix) and t.endswith(".dlq.dlq")]
     assert f"{b}.dlq" not in names
     assert len(read_topic(kafka_broker, f"{a}.dlq", expect=5)) == 5  # 3, then the 2 poison again
+
+
+def test_a_renamed_group_rereads_history_without_counting_it_again(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    """Group A consumes a topic; group B reads it again from the start: Amberflo's totals do
+    not move (same uniqueIds). The topic deleted and recreated with the same records at the
+    same offsets is another incarnation (its topic id differs): counted, not discarded."""
+    topic, m = topic_factory(2), meter()
+    records = [event(m, i, meterValue=i % 4 + 1) for i in range(200)]
+    produce_raw(
+        kafka_broker, topic, [{"value": v, "partition": i % 2} for i, v in enumerate(records)]
+    )
+    expected = {(m, f"c{c}"): float(sum(i % 4 + 1 for i in range(c, 200, 3))) for c in range(3)}
+
+    def drain(group: str) -> None:
+        proc = start(topic, group)
+        wait_until(lambda: sum(committed(kafka_broker, group, topic, 2).values()) == 200, 60, group)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+    drain(f"a-{m}")
+    assert emu.count(m) == 200 and emu.totals(m) == expected
+    duplicates = emu.stats()["duplicates"]
+    drain(f"b-{m}")
+    assert emu.count(m) == 200 and emu.totals(m) == expected
+    assert emu.stats()["duplicates"] - duplicates >= 200  # all of them sent, all discarded
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+    admin.delete_topics([topic])[topic].result(10)
+    wait_until(lambda: topic not in admin.list_topics(timeout=5).topics, 10, "topic deleted")
+    admin.create_topics([NewTopic(topic, 2)])[topic].result(10)
+    produce_raw(
+        kafka_broker, topic, [{"value": v, "partition": i % 2} for i, v in enumerate(records)]
+    )
+    drain(f"c-{m}")
+    assert emu.count(m) == 400  # a new incarnation: new ids, nothing collides with the old one
+
+
+def test_kill_9_three_times_during_a_drain_leaves_one_dead_letter_per_poison_record(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    """2,000 records with 1% poison over 4 partitions; the connector is SIGKILLed three times
+    mid-drain, each time with dead letters written but not committed past (commits every
+    3 s), and restarted: the DLQ holds exactly one letter per poison record, totals exact."""
+    topic, m = topic_factory(4), meter()
+    group = f"g-{m}"
+    poison = {i for i in range(2000) if i % 100 == 50}
+    values = [b"not json %d" % i if i in poison else event(m, i) for i in range(2000)]
+    produce_raw(
+        kafka_broker, topic, [{"value": v, "partition": i % 4} for i, v in enumerate(values)]
+    )
+    opts = {
+        "CONNECTOR_KAFKA__COMMIT_INTERVAL_MS": "3000",
+        "CONNECTOR_SINK__BATCH_SIZE": "50",
+        "CONNECTOR_SINK__MAX_IN_FLIGHT": "1",
+    }
+    with emu.slowed_ingest(latency_ms=30, requests=400):
+        for run in range(3):
+            before = emu.count(m)
+            proc = start(topic, group, **opts)
+            wait_until(lambda p=proc: "assigned" in p.output(), 30, "partitions assigned")
+            wait_until(lambda n=before: emu.count(m) >= n + 300, 60, "300 more events stored")
+            assert run == 0 or "already has a dead letter" in proc.output()
+            proc.kill()
+    assert emu.count(m) < 1980
+    last = start(topic, group, **opts)
+    wait_until(
+        lambda: sum(committed(kafka_broker, group, topic, 4).values()) == 2000, 90, "all committed"
+    )
+    last.signal(signal.SIGTERM)
+    assert last.wait(30) == 0
+    assert emu.count(m) == 1980
+    dead = read_topic(kafka_broker, f"{topic}.dlq", expect=len(poison))
+    sources = sorted(
+        int(header(d, "amberflo.source.offset") or -1) * 4
+        + int(header(d, "amberflo.source.partition") or -1)
+        for d in dead
+    )
+    assert sources == sorted(poison)  # each poison record once: offset*4+partition = its index

@@ -21,6 +21,7 @@ from connector.dlq.publish import error_headers
 from connector.dlq.replay import Replayer
 from connector.errors import FatalError
 from connector.formats.ids import UniqueIds
+from connector.kafka import TopicIds
 from connector.records import DeadLetter, SourceRecord
 from connector.settings import Settings
 from tests.conftest import Emulator
@@ -191,11 +192,9 @@ def test_inspect_table_json_stage_and_limit_without_touching_any_group(
         "amberflo.error.class",
         "amberflo.error.message",
     ]
-    assert (first["stage"], first["error_class"], first["origin"]) == (
-        "decode",
-        "DecodeError",
-        f"{topic}/0/0",
-    )
+    assert (first["stage"], first["error_class"]) == ("decode", "DecodeError")
+    topic_id = str(TopicIds(settings(kafka_broker, topic, "g"))(topic))
+    assert first["origin"] == f"{topic_id}/0/0"  # name@topic id: what its uniqueIds came from
     assert docs[2]["http_status"] == 400 and "meterTimeInMillis" in docs[2]["error_message"]
 
     sink_only = cli(env, "inspect", "--json", "--stage", "sink", "--wait", "0.5")
@@ -272,14 +271,18 @@ def test_replay_after_the_fix_brings_totals_exact_with_the_original_unique_ids(
     assert emu.totals(m) == pytest.approx(expected_totals(records))
 
     # the replayed events carry the uniqueIds of their original coordinates
-    ids = UniqueIds(settings(kafka_broker, topic, group).unique_id_namespace)
+    cfg = settings(kafka_broker, topic, group)
+    ids, key = UniqueIds(cfg.unique_id_namespace), TopicIds(cfg)(topic)  # key: name@topic id
+    assert key.startswith(f"{topic}@")  # Tansu reports topic ids
     stored = emu.s.get(
         f"{emu.base_url}/_emulator/records", params={"meterApiName": m}, timeout=10
     ).json()["records"]
     all_coords = {(topic, p, o) for p in range(2) for o in range(20)}
-    want = {ids.derive(f"{t}/{p}/{o}", m) for t, p, o in all_coords}
+    want = {ids.derive(f"{key}/{p}/{o}", m) for _t, p, o in all_coords}
     assert {r["uniqueId"] for r in stored} <= want and len(stored) == 20
-    assert {ids.derive(f"{t}/{p}/{o}", m) for t, p, o in origins} <= {r["uniqueId"] for r in stored}
+    assert {ids.derive(f"{key}/{p}/{o}", m) for _t, p, o in origins} <= {
+        r["uniqueId"] for r in stored
+    }
 
     again = cli(env, "replay", "--wait", "0.5")
     assert again.returncode == 0 and again.stdout.startswith("republished 0 of 0 dead letters")

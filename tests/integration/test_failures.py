@@ -53,6 +53,7 @@ AMBERFLO_ERROR_NAMES = [
     "amberflo.source.timestamp",
     "amberflo.failed_at",
     "amberflo.connector.version",
+    "amberflo.origin",
 ]
 
 
@@ -272,7 +273,7 @@ def test_connect_header_style(
             "exception.message",
             "exception.stacktrace",
         )
-    ]
+    ] + ["amberflo.origin"]
     expect = [
         ("VALUE_CONVERTER", "decode", "DecodeError", "not valid JSON"),
         ("TRANSFORMATION", "transform", "MappingError", "customerId: must be a non-empty string"),

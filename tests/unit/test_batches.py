@@ -56,7 +56,12 @@ def run(batching: Batching, polls: list[list[Msg]], monkeypatch: Any) -> list[li
     from connector.pipeline import worker as worker_mod
     from connector.settings import Settings
 
-    settings = Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"}, metrics_port=0)
+    settings = Settings(
+        kafka={"topics": ["t"]},
+        amberflo={"api_key": "k"},
+        metrics_port=0,
+        transform={"unique_id_topic_ids": False},  # no broker to ask
+    )
     monkeypatch.setattr(worker_mod, "Source", lambda *a, **k: None)
     monkeypatch.setattr(worker_mod, "DeadLetterPublisher", lambda *a, **k: None)
     w = worker_mod.Worker(settings)

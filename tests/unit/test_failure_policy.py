@@ -65,7 +65,8 @@ def test_dead_letter_not_acknowledged_keeps_its_record_pending() -> None:
     failures = metrics.DEAD_LETTER_FAILURES._value.get()
 
     pub.publish(
-        DeadLetter(record, "decode", "DecodeError", "bad"), lambda: (acked.append(1), state.done(1))
+        DeadLetter(record, "decode", "DecodeError", "bad"),
+        lambda _o: (acked.append(1), state.done(1)),
     )
     state.done(2)  # a later record finished: the watermark must still stop at the dead letter
     # librdkafka scans for timed-out messages about once a second; allow a loaded machine
@@ -85,7 +86,7 @@ def test_a_dead_letter_that_can_never_be_written_stops_the_connector() -> None:
     pub._known.add("t.dlq")
     record = SourceRecord("t", 0, 7, 1000, None, b"x" * 5000, ())
     with pytest.raises(FatalError, match=r"dead letter of t/0@7 .*CONNECTOR_KAFKA__PRODUCER"):
-        pub.publish(DeadLetter(record, "sink", "EventRejected", "HTTP 413", 413), lambda: None)
+        pub.publish(DeadLetter(record, "sink", "EventRejected", "HTTP 413", 413), lambda _o: None)
 
 
 def test_a_failed_dead_letter_of_a_revoked_partition_is_not_produced_again() -> None:
@@ -100,7 +101,7 @@ def test_a_failed_dead_letter_of_a_revoked_partition_is_not_produced_again() -> 
     failures = metrics.DEAD_LETTER_FAILURES._value.get()
     pub.publish(
         DeadLetter(record, "decode", "DecodeError", "bad"),
-        lambda: state.done(1),
+        lambda _offset: state.done(1),
         lambda: state.active,
     )
     state.active = False  # revoked before the broker answered

@@ -121,7 +121,11 @@ def test_namespace_uuid_or_text() -> None:
     assert str(a.unique_id_namespace) == "6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11"
     b = Settings(kafka={"topics": ["t"], "group_id": "g2"}, amberflo={"api_key": "k"})
     c = Settings(kafka={"topics": ["t"], "group_id": "g3"}, amberflo={"api_key": "k"})
-    assert b.unique_id_namespace != c.unique_id_namespace
+    assert b.unique_id_namespace == c.unique_id_namespace  # never the group's
+    d = Settings(
+        kafka={"topics": ["t"]}, amberflo={"api_key": "k"}, transform={"unique_id_namespace": "x"}
+    )
+    assert d.unique_id_namespace != b.unique_id_namespace
 
 
 def test_configuration_reference_matches_the_code() -> None:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import RecordError
-from connector.formats.ids import ORIGIN_HEADER, UniqueIds, coordinates
+from connector.formats.ids import ORIGIN_HEADER, UniqueIds
 from connector.formats.native import decode_json, map_json, map_native
 from connector.records import MeterEvent, SourceRecord
 from connector.settings import Settings
@@ -32,11 +32,46 @@ def test_derived_id_is_uuid5_of_coordinates_and_meter() -> None:
 
 
 def test_golden_unique_id_never_changes() -> None:
-    # Frozen output of the default namespace (group "amberflo-connector"). If this changes,
-    # every replay after an upgrade would count twice: never update the literal.
-    settings = Settings(kafka={"topics": ["usage"]}, amberflo={"api_key": "k"})
+    # Frozen output of the default namespace, since 0.2.0 the same for every group (0.1.x
+    # derived it from the group id: 'cfa83b91-4b21-5152-8296-3a9076558162' for the default
+    # group). If this changes, every record re-read or replayed after an upgrade counts
+    # twice: never update the literals without a version bump and a CHANGELOG Action.
+    for group in ("amberflo-connector", "renamed"):
+        settings = Settings(
+            kafka={"topics": ["usage"], "group_id": group}, amberflo={"api_key": "k"}
+        )
+        ids = UniqueIds(settings.unique_id_namespace)
+        assert ids.derive("usage/0/0", "api-calls") == "d3c110f9-f672-5d3b-ad2d-f1dedbed47a6"
+        with_id = "usage@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10/0/0"
+        assert ids.derive(with_id, "api-calls") == "e3d6ade8-8525-5c71-ace6-a25782da9f67"
+
+
+def test_the_pinned_0_1_namespace_gives_the_0_1_ids() -> None:
+    settings = Settings(
+        kafka={"topics": ["usage"]},
+        amberflo={"api_key": "k"},
+        transform={"unique_id_namespace": "amberflo-connector/amberflo-connector"},
+    )
     ids = UniqueIds(settings.unique_id_namespace)
     assert ids.derive("usage/0/0", "api-calls") == "cfa83b91-4b21-5152-8296-3a9076558162"
+
+
+def test_the_topic_id_is_part_of_the_coordinates() -> None:
+    asked: list[str] = []
+
+    def topic_key(topic: str) -> str:
+        asked.append(topic)
+        return f"{topic}@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10"
+
+    ids = UniqueIds(NS, topic_key)
+    assert ids.coordinates(rec()) == "usage@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10/2/7"
+    assert ids.coordinates(rec(offset=8)) == "usage@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10/2/8"
+    assert asked == ["usage"]  # once per topic
+    value = {"customerId": "c1", "meterApiName": "m"}
+    recreated = UniqueIds(NS, lambda t: f"{t}@6a3e0c55-1f2b-4c9d-8e7f-0a1b2c3d4e5f")
+    assert map_native(rec(), value, ids) != map_native(rec(), value, recreated)
+    replayed = rec(offset=99, headers=((ORIGIN_HEADER, ids.coordinates(rec()).encode()),))
+    assert map_native(replayed, value, recreated) == map_native(rec(), value, ids)
 
 
 def test_minimal_record_gets_defaults() -> None:
@@ -94,7 +129,7 @@ def test_values_expand_with_distinct_ids() -> None:
 
 def test_origin_header_wins_for_replayed_records() -> None:
     replayed = rec(offset=99, topic="usage", headers=((ORIGIN_HEADER, b"usage/2/7"),))
-    assert coordinates(replayed) == "usage/2/7"
+    assert IDS.coordinates(replayed) == "usage/2/7"
     value = {"customerId": "c", "meterApiName": "m"}
     assert map_native(replayed, value, IDS) == map_native(rec(), value, IDS)
 

@@ -100,15 +100,45 @@ class FakeSink:
 
 class FakeDlq:
     def __init__(self) -> None:
-        self.letters: list[tuple[DeadLetter, Callable[[], None], Callable[[], bool]]] = []
+        self.letters: list[tuple[DeadLetter, Callable[[int], None], Callable[[], bool]]] = []
 
     def publish(
-        self, letter: DeadLetter, on_ack: Callable[[], None], wanted: Callable[[], bool]
+        self,
+        letter: DeadLetter,
+        on_ack: Callable[[int], None],
+        wanted: Callable[[], bool],
+        partition: int,
     ) -> None:
+        assert partition == letter.record.partition % 2
         self.letters.append((letter, on_ack, wanted))
 
     def poll(self, _timeout: float = 0.0) -> None:
         return None
+
+
+class FakeLedger:
+    """The DLQ as the ledger would read it: ``existing`` holds (partition, offset) of records
+    that already have a letter; the DLQ topic has two partitions."""
+
+    def __init__(self) -> None:
+        self.existing: set[tuple[int, int]] = set()
+        self.acks: list[tuple[int, int]] = []
+        self.forgotten: list[int] = []
+
+    def lettered(self, state: Any, offset: int) -> int | None:
+        return 0 if (state.partition, offset) in self.existing else None
+
+    def producing(self, state: Any, offset: int) -> tuple[str, int]:
+        return f"{state.topic}.dlq", state.partition % 2
+
+    def acked(self, state: Any, offset: int, dlq_offset: int) -> None:
+        self.acks.append((offset, dlq_offset))
+
+    def committed(self, commits: Any) -> None:
+        list(commits)
+
+    def forget(self, state: Any) -> None:
+        self.forgotten.append(state.partition)
 
 
 def usage(i: int, **over: Any) -> bytes:
@@ -117,16 +147,28 @@ def usage(i: int, **over: Any) -> bytes:
 
 
 @pytest.fixture
-def make() -> Callable[..., tuple[Worker, FakeSource, FakeDlq]]:
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def make(ledger: FakeLedger) -> Callable[..., tuple[Worker, FakeSource, FakeDlq]]:
     def _make(**sink: Any) -> tuple[Worker, FakeSource, FakeDlq]:
         settings = Settings(
             kafka={"topics": ["t"], "bootstrap_servers": "127.0.0.1:9"},
             amberflo={"api_key": "k"},
             sink=sink,
+            transform={"unique_id_topic_ids": False},  # no broker to ask
             shutdown_timeout_s=0.2,
         )
         source, dlq = FakeSource(), FakeDlq()
-        worker = Worker(settings, sink=FakeSink(settings), dlq=dlq, source=source)  # type: ignore[arg-type]
+        worker = Worker(
+            settings,
+            sink=FakeSink(settings),  # type: ignore[arg-type]
+            dlq=dlq,  # type: ignore[arg-type]
+            ledger=ledger,  # type: ignore[arg-type]
+            source=source,  # type: ignore[arg-type]
+        )
         return worker, source, dlq
 
     return _make
@@ -195,7 +237,7 @@ def test_a_record_with_events_delivered_and_rejected_is_dead_lettered_once_then_
     assert letter.record.offset == 0 and letter.stage == "sink" and wanted()
     worker._commit()
     assert source.committed_offsets() == {("t", 0): 0}  # record 0 waits for its dead letter
-    on_ack()
+    on_ack(41)
     worker._commit()
     assert source.committed_offsets() == {("t", 0): 2}
 
@@ -235,3 +277,29 @@ def test_records_of_a_partition_not_assigned_are_dropped_untracked(
     worker._on_revoke([("t", 0)])
     worker._handle([Msg("t", 0, 1, usage(1))])
     assert worker._batches.items == 0 and worker.checkpoint.to_commit() == []
+
+
+def test_a_record_that_already_has_a_dead_letter_is_done_without_a_second_one(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]], ledger: FakeLedger
+) -> None:
+    """Re-read after a crash: the ledger found the letter the previous run wrote, so the
+    record is done at once (all of its rejected parts) and nothing is published."""
+    worker, source, dlq = make(batch_size=3)
+    ledger.existing = {(0, 1)}
+    worker._on_assign([("t", 0)])
+    worker._handle([Msg("t", 0, 0, b"not json"), Msg("t", 0, 1, b"{")])
+    assert [letter.record.offset for letter, _ack, _wanted in dlq.letters] == [0]
+    values = {"a": 1, "b": 2, "c": 3}
+    worker._handle([Msg("t", 0, 2, usage(2, values=values))])
+    batch = take_batch(worker)
+    ledger.existing.add((0, 2))  # the previous run dead-lettered record 2 as well
+    refused = EventRejected("HTTP 400", http_status=400)
+    worker._done.put(Outcome(delivered=batch[:1], rejected=[(it, refused) for it in batch[1:]]))
+    worker._drain()
+    assert len(dlq.letters) == 1
+    dlq.letters[0][1](7)  # record 0's letter acknowledged at DLQ offset 7
+    assert ledger.acks == [(0, 7)]
+    worker._commit()
+    assert source.committed_offsets() == {("t", 0): 3}
+    worker._on_revoke([("t", 0)])
+    assert ledger.forgotten == [0]

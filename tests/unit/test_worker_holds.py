@@ -15,9 +15,18 @@ from connector.formats.native import map_json
 from connector.pipeline.worker import Worker
 from connector.records import MeterEvent, SourceRecord
 from connector.sinks.base import Outcome
-from tests.unit.test_worker import FakeDlq, FakeSource, Msg, batched, make, take_batch, usage
+from tests.unit.test_worker import (
+    FakeDlq,
+    FakeSource,
+    Msg,
+    batched,
+    ledger,
+    make,
+    take_batch,
+    usage,
+)
 
-__all__ = ["make"]  # the fixture, shared with test_worker
+__all__ = ["ledger", "make"]  # the fixtures, shared with test_worker
 
 Make = Callable[..., tuple[Worker, FakeSource, FakeDlq]]
 
