@@ -50,7 +50,13 @@ def dlq_inspect(
     import orjson
     from rich.console import Console
 
-    from connector.dlq.inspect import DeadLetterView, Summary, default_topics, letters_table
+    from connector.dlq.inspect import (
+        DeadLetterView,
+        FirstLetters,
+        Summary,
+        default_topics,
+        letters_table,
+    )
     from connector.dlq.inspect import read_dead_letters as read
     from connector.settings import load_settings
 
@@ -75,8 +81,11 @@ def dlq_inspect(
     def missing(topic: str) -> None:
         err.print(f"{topic}: no such topic (no dead letters yet)")
 
+    firsts = FirstLetters()
     for letter in read(settings, names, idle_s, missing):
         if stage is not None and letter.stage != stage:
+            continue
+        if not firsts.first(letter):
             continue
         summary.add(letter)
         if as_json:
@@ -88,6 +97,8 @@ def dlq_inspect(
         if limit is not None and summary.total >= limit:
             break
     line = summary.line() + (" (--limit reached)" if limit and summary.total >= limit else "")
+    if firsts.duplicates:
+        line += f"; {firsts.duplicates} more of the same records not shown (duplicates)"
     if as_json:
         click.echo(line, err=True)
         return

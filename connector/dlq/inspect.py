@@ -197,6 +197,20 @@ class DeadLetterView:
         """``dlq-topic/partition/offset`` of this dead letter."""
         return f"{self.topic}/{self.partition}/{self.offset}"
 
+    @property
+    def incarnation(self) -> str | None:
+        """The topic id its ``amberflo.origin`` gives for its own source record, if any."""
+        given = self.header(ORIGIN_HEADER)
+        if not given:
+            return None
+        named, _, rest = given.decode("utf-8", "replace").partition("/")
+        name, at, topic_id = named.partition("@")
+        if not at or name != self.source_topic:
+            return None
+        if rest != f"{self.source_partition}/{self.source_offset}":
+            return None  # a replayed record's first coordinates, not its own
+        return topic_id
+
     def replay_headers(self) -> list[tuple[str, bytes | None]]:
         """The original headers without error headers, plus origin, replay count and source."""
         drop = {ORIGIN_HEADER, REPLAY_COUNT_HEADER, REPLAY_SOURCE_HEADER}
@@ -369,6 +383,36 @@ def read_dead_letters(
             consumer.unassign()
     finally:
         consumer.close()
+
+
+class FirstLetters:
+    """Tells the first dead letter of a source record from later ones.
+
+    Before 0.2 a record re-read after a crash was dead-lettered again, so a DLQ can hold
+    several letters of one record (same source topic, partition and offset, and topic id when
+    the letter names it).  ``dlq inspect`` and ``dlq replay`` treat them as one.  Keeps one
+    integer per dead letter read (a few dozen bytes each).  A letter without source
+    coordinates is always a first one.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, int, str | None], set[int]] = {}
+        self.duplicates = 0
+
+    def first(self, letter: DeadLetterView) -> bool:
+        topic, partition, offset = (
+            letter.source_topic,
+            letter.source_partition,
+            letter.source_offset,
+        )
+        if topic is None or partition is None or offset is None:
+            return True
+        seen = self._seen.setdefault((topic, partition, letter.incarnation), set())
+        if offset in seen:
+            self.duplicates += 1
+            return False
+        seen.add(offset)
+        return True
 
 
 @dataclass

@@ -44,7 +44,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from connector.dlq.inspect import DeadLetterView
 from connector.errors import FatalError
-from connector.formats.ids import ORIGIN_HEADER
 from connector.kafka import client_config, ensure_topics
 from connector.settings import Settings
 
@@ -253,10 +252,5 @@ def _same_record(letter: DeadLetterView, state: PartitionState, key: str) -> boo
         return False
     if letter.source_offset is None:
         return False
-    raw = letter.header(ORIGIN_HEADER)
-    if raw:
-        named, _, rest = raw.decode("utf-8", "replace").partition("/")
-        own = f"{state.partition}/{letter.source_offset}"
-        if rest == own and "@" in named:  # the letter names its record's incarnation
-            return named == key
-    return True
+    topic_id = letter.incarnation
+    return topic_id is None or f"{state.topic}@{topic_id}" == key

@@ -24,6 +24,9 @@ letter whose ``amberflo.replay.source`` is already on them.  So an interrupted r
 where it stopped and never republishes a record twice — as long as one replay of a DLQ topic
 runs at a time.
 
+Several dead letters of one source record (older versions wrote one per crash) are replayed
+once: the later ones are passed over as duplicates.
+
 A dead letter not selected by ``stage``/``since`` is passed over for good by this progress
 group (use another ``group`` to replay it later); one failed after ``until`` stops its
 partition without being passed, so a later run with a later ``until`` continues from it.
@@ -53,6 +56,7 @@ from confluent_kafka.admin import AdminClient
 from connector.dlq.inspect import (
     REPLAY_SOURCE_HEADER,
     DeadLetterView,
+    FirstLetters,
     open_reader,
     partitions_of,
     scan,
@@ -73,6 +77,7 @@ class ReplayReport:
     republished: Counter[str] = field(default_factory=Counter)  # by target topic
     skipped: int = 0  # not selected by stage/since: passed over
     already: int = 0  # republished by an interrupted run: not again
+    duplicates: int = 0  # a later letter of a record already read in this run: passed over
     held: int = 0  # partitions stopped at a dead letter newer than ``until``
     dry_run: bool = False
 
@@ -86,6 +91,8 @@ class ReplayReport:
         text += f"; {self.skipped} not selected"
         if self.already:
             text += f"; {self.already} already republished by an interrupted run"
+        if self.duplicates:
+            text += f"; {self.duplicates} duplicates of records already read"
         if self.held:
             text += f"; {self.held} partition(s) stopped at --until"
         return text
@@ -124,6 +131,7 @@ class Replayer:
         self.idle_s = idle_s
         self.progress = progress or (lambda _r: None)
         self.report = ReplayReport(dry_run=dry_run)
+        self._firsts = FirstLetters()  # duplicate letters of one record: replayed once
         self._conf = client_config(settings)
         self._admin = AdminClient(dict(self._conf))
         self._consumer = open_reader(settings, self.group)
@@ -197,6 +205,8 @@ class Replayer:
             passed[p] = letter.offset
             if (p, letter.offset) in already:
                 self.report.already += 1
+            elif not self._firsts.first(letter):
+                self.report.duplicates += 1
             elif not self._selected(letter):
                 self.report.skipped += 1
             else:

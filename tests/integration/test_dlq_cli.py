@@ -533,3 +533,37 @@ def test_inspect_streams_rows_before_the_topic_is_read_to_the_end(
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_duplicate_letters_of_one_record_are_inspected_and_replayed_once(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    env_for: Callable[..., dict[str, str]],
+) -> None:
+    """A DLQ as versions before 0.2 could leave it after crashes: three records, two of them
+    dead-lettered two and three times. inspect counts three and says how many it left out;
+    replay republishes three records."""
+    source = topic_factory(4)
+    dlq = topic_factory(1, prefix="dlq")
+    letters = dead_letters(3, source, 1)
+    craft(
+        kafka_broker, dlq, [letters[0], letters[1], letters[0], letters[2], letters[1], letters[1]]
+    )
+    env = env_for(source, f"g-{name()}")
+    shown = cli(env, "inspect", "--topic", dlq, "--wait", "0.5")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1] == (
+        "3 dead letters — sink 3 (EventRejected 3); 3 more of the same records not shown "
+        "(duplicates)"
+    )
+    res = cli(env, "replay", "--topic", dlq, "--wait", "0.5")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == (
+        f"republished 3 of 6 dead letters read ({source} 3); 0 not selected; 3 duplicates of "
+        "records already read"
+    )
+    assert sorted(m.key() for m in read_topic(kafka_broker, source, expect=3)) == [
+        b"k0",
+        b"k1",
+        b"k2",
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.dlq.inspect import DeadLetterView, Summary, parse_time
+from connector.dlq.inspect import DeadLetterView, FirstLetters, Summary, parse_time
 from connector.dlq.publish import error_headers
 from connector.dlq.replay import ReplayReport
 from connector.records import DeadLetter, SourceRecord
@@ -119,3 +119,40 @@ def test_parse_time_forms() -> None:
     assert parse_time("2026-01-01T01:00:00+01:00") == 1_767_225_600_000
     with pytest.raises(ValueError):
         parse_time("yesterday")
+
+
+def test_several_letters_of_one_record_are_one() -> None:
+    """Letters older versions wrote again after a crash: same source coordinates (in either
+    header style) are the same record; a letter without coordinates is always its own."""
+    a = view(DeadLetter(REC, "decode", "DecodeError", "x"), "amberflo")
+    again = view(DeadLetter(REC, "decode", "DecodeError", "x"), "connect")
+    other = view(DeadLetter(REC._replace(offset=42), "decode", "DecodeError", "x"), "amberflo")
+    bare = DeadLetterView.parse("usage.dlq", 0, 9, 1, None, b"x", ())
+    firsts = FirstLetters()
+    assert [firsts.first(v) for v in (a, again, other, a, bare, bare)] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert firsts.duplicates == 2
+
+
+def test_letters_of_two_incarnations_of_a_topic_are_two_records() -> None:
+    old_id, new_id = "0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10", "6a3e0c55-1f2b-4c9d-8e7f-0a1b2c3d4e5f"
+    old = view(
+        DeadLetter(REC, "sink", "EventRejected", "x", 400, f"usage@{old_id}/3/41"), "amberflo"
+    )
+    new = view(
+        DeadLetter(REC, "sink", "EventRejected", "x", 400, f"usage@{new_id}/3/41"), "amberflo"
+    )
+    assert (old.incarnation, new.incarnation) == (old_id, new_id)
+    firsts = FirstLetters()
+    assert firsts.first(old) and firsts.first(new) and not firsts.first(new)
+    # a replayed record's origin names its first coordinates, not its own: no incarnation
+    replayed = view(
+        DeadLetter(REC, "sink", "EventRejected", "x", 400, f"first@{old_id}/0/1"), "amberflo"
+    )
+    assert replayed.incarnation is None
