@@ -26,10 +26,10 @@ from importlib.resources import files
 from typing import Any, NamedTuple
 
 import orjson
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from rich.progress import Progress
 
-from connector.errors import FatalError
+from connector.errors import ConfigError, FatalError
 from connector.kafka import produce_queued
 
 FORMATS = ("native", "json", "avro", "cloudevents")
@@ -227,17 +227,21 @@ def publish(
 
     Raises ``FatalError`` (one line) when the brokers cannot be reached or a record is refused.
     ``properties`` are extra librdkafka producer properties (security, …)."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 10,
-            "compression.type": "lz4",
-            # librdkafka's own error lines (one per connection attempt) would bury the one
-            # line this raises; -X log_level=7 brings them back.
-            "log_level": 2,
-            **(properties or {}),
-        }
-    )
+    try:
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 10,
+                "compression.type": "lz4",
+                # librdkafka's own error lines (one per connection attempt) would bury the one
+                # line this raises; -X log_level=7 brings them back.
+                "log_level": 2,
+                **(properties or {}),
+            }
+        )
+    except KafkaException as exc:  # a property librdkafka refuses: one line, exit 2
+        err = exc.args[0] if exc.args else exc
+        raise ConfigError(f"-X: {err.str() if isinstance(err, KafkaError) else err}") from exc
     try:
         producer.list_topics(timeout=10)
     except KafkaException as exc:

@@ -660,7 +660,11 @@ class _Shorthands(PydanticBaseSettingsSource):
 
 
 def load_settings(
-    config_file: Path | str | None = None, *, for_run: bool = True, **overrides: Any
+    config_file: Path | str | None = None,
+    *,
+    for_run: bool = True,
+    kafka_clients: bool | None = None,
+    **overrides: Any,
 ) -> Settings:
     """Load and validate. Raises ``ConfigError`` whose message has one line per problem.
 
@@ -668,6 +672,9 @@ def load_settings(
     given, and the librdkafka properties must build a consumer and a producer.  The dlq tools
     load with ``for_run=False`` (they need neither the API key nor the source topics), and so
     do the Amberflo commands, which require the API key themselves (``cli.options``).
+    ``kafka_clients`` (default: ``for_run``) builds the consumer and the DLQ producer without
+    connecting, so a property librdkafka refuses is one line here, not a traceback later; the
+    dlq tools ask for it.
     """
     problems = env_json_problems(Settings)
     if problems:
@@ -682,14 +689,13 @@ def load_settings(
         raise ConfigError(" ".join(str(exc).split())) from exc
     finally:
         Settings._yaml_file = None
-    if for_run:
-        problems = [f"{name}: is required" for name in _missing_for_run(settings)]
-        if not problems:
-            from connector.kafka import config_problems
+    problems = [f"{name}: is required" for name in _missing_for_run(settings)] if for_run else []
+    if not problems and (for_run if kafka_clients is None else kafka_clients):
+        from connector.kafka import config_problems
 
-            problems = config_problems(settings)
-        if problems:
-            raise ConfigError("\n".join(problems))
+        problems = config_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return settings
 
 

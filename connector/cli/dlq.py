@@ -60,7 +60,7 @@ def dlq_inspect(
     from connector.dlq.inspect import read_dead_letters as read
     from connector.settings import load_settings
 
-    settings = load_settings(config_file, for_run=False)
+    settings = load_settings(config_file, for_run=False, kafka_clients=True)
     names = list(topics) or default_topics(settings)
     err = Console(stderr=True)
     out = Console()
@@ -146,7 +146,7 @@ def dlq_replay(
     from connector.dlq.replay import Replayer, ReplayReport
     from connector.settings import load_settings
 
-    settings = load_settings(config_file, for_run=False)
+    settings = load_settings(config_file, for_run=False, kafka_clients=True)
     names = list(topics) or default_topics(settings)
     err = Console(stderr=True)
     with Progress(

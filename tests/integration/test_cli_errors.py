@@ -133,7 +133,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, str], dict[str, str], str]] = [
     ("dlq inspect", {"CONNECTOR_SINK__MAX_IN_FLIGHT": "0"}, {}, "CONNECTOR_SINK__MAX_IN_FLIGHT"),
     ("dlq replay", {"CONNECTOR_KAFKA__CONSUMER": '{"isolation.level": "x"}'}, {}, "isolation"),
     ("dlq inspect", {"CONNECTOR_KAFKA__TOPICS": "^p.*"}, {}, "give --topic"),
+    ("dlq inspect", {"CONNECTOR_KAFKA__CONSUMER": '{"security.protocol": "x"}'}, {}, "security"),
     ("run --workers 0", {}, {}, "'--workers': 0 is not in the range"),
+    ("produce --topic t -X foo.bar=1", {}, {}, '-X: No such configuration property: "foo.bar"'),
 ]
 
 
