@@ -6,6 +6,11 @@ is the SDK's best case: ``send()`` returns False when the SDK's 100,000-record q
 (the record would be dropped), so the loop waits and retries instead, and counts those
 refusals.  Kafka offsets are auto-committed, uniqueIds are the SDK's random uuid4 (so a replay
 would count twice): no delivery contract at all.
+
+The chaos suite (``tests/chaos``, RELIABILITY.md) runs the same loop the way a user would
+deploy it: ``n`` 0 (run until killed), a fixed ``--group`` (a restart resumes from the
+auto-committed offsets), ``--skip-bad`` (a record that does not parse or map is logged and
+skipped, not a crash loop) and ``--drop-when-full`` (a refused ``send()`` drops the event).
 """
 
 from __future__ import annotations
@@ -24,47 +29,71 @@ from confluent_kafka import Consumer
 from benchmarks.common import API_KEY, FAST_GROUP, Drain, cpu_seconds, wait_drained
 
 
-def loop(bootstrap: str, topic: str, url: str, n: int) -> None:
+def loop(
+    bootstrap: str,
+    topic: str,
+    url: str,
+    n: int,
+    *,
+    group: str | None = None,
+    api_key: str = API_KEY,
+    skip_bad: bool = False,
+    drop_when_full: bool = False,
+) -> None:
+    """Consume ``n`` records (0: until killed) and send each through the SDK."""
     import metering.session
     from metering.ingest import create_ingest_client, create_ingest_payload
 
     metering.session.IngestSession.root_url = url
     metering.session.ApiSession.root_url = url
     logging.getLogger("metering").setLevel(logging.CRITICAL)  # "Queue is full!" per refusal
-    client = create_ingest_client(api_key=API_KEY)
+    client = create_ingest_client(api_key=api_key)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-sdk-{uuid.uuid4().hex[:8]}",
+            "group.id": group or f"bench-sdk-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             **FAST_GROUP,
         }
     )
     consumer.subscribe([topic])
-    seen = refused = 0
+    seen = refused = skipped = 0
     reported = time.monotonic()
-    while seen < n:
+
+    def report() -> None:
+        counts = {"consumed": seen, "refused": refused, "skipped": skipped}
+        print(orjson.dumps(counts).decode(), flush=True)
+
+    while seen < n or not n:
         if time.monotonic() - reported >= 0.5:  # the parent may stop us at its time cap
-            print(orjson.dumps({"consumed": seen, "refused": refused}).decode(), flush=True)
+            report()
             reported = time.monotonic()
         for m in consumer.consume(2000, 1.0):
             if m.error() is not None:
                 continue
             seen += 1
-            d = orjson.loads(m.value())
-            payload = create_ingest_payload(
-                meter_api_name=d["meterApiName"],
-                meter_value=d.get("meterValue", 1),
-                meter_time_in_millis=d.get("meterTimeInMillis") or m.timestamp()[1],
-                customer_id=d["customerId"],
-                dimensions=d.get("dimensions"),
-            )
+            try:
+                d = orjson.loads(m.value())
+                payload = create_ingest_payload(
+                    meter_api_name=d["meterApiName"],
+                    meter_value=d.get("meterValue", 1),
+                    meter_time_in_millis=d.get("meterTimeInMillis") or m.timestamp()[1],
+                    customer_id=d["customerId"],
+                    dimensions=d.get("dimensions"),
+                )
+            except Exception:
+                if not skip_bad:
+                    raise
+                skipped += 1
+                continue
             while not client.send(payload):
                 refused += 1
+                if drop_when_full:
+                    break
                 time.sleep(0.001)
     client.flush()
     consumer.close()
-    print(orjson.dumps({"consumed": seen, "refused": refused}).decode(), flush=True)
+    report()
 
 
 def run(
@@ -114,6 +143,19 @@ if __name__ == "__main__":
     parser.add_argument("bootstrap")
     parser.add_argument("topic")
     parser.add_argument("url")
-    parser.add_argument("n", type=int)
+    parser.add_argument("n", type=int, help="records to consume; 0: until killed")
+    parser.add_argument("--group", help="consumer group (default: a new one)")
+    parser.add_argument("--api-key", default=API_KEY)
+    parser.add_argument("--skip-bad", action="store_true", help="skip records that fail")
+    parser.add_argument("--drop-when-full", action="store_true", help="drop refused events")
     a = parser.parse_args()
-    loop(a.bootstrap, a.topic, a.url, a.n)
+    loop(
+        a.bootstrap,
+        a.topic,
+        a.url,
+        a.n,
+        group=a.group,
+        api_key=a.api_key,
+        skip_bad=a.skip_bad,
+        drop_when_full=a.drop_when_full,
+    )
