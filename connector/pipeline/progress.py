@@ -91,6 +91,10 @@ class TopicRetention:
     def poll(self, topics: set[str]) -> Mapping[str, float | None]:
         """What is known so far (None: not guarded); asks for new or stale topics."""
         self._collect()
+        if not self._futures:
+            # No request open: release the client (and its threads) until the next one, so
+            # that none is left for the interpreter to tear down at exit.
+            self._admin = None
         now = time.monotonic()
         for topic in topics:
             asked = self._asked.get(topic)
