@@ -14,10 +14,11 @@ clients (``confluent_kafka.schema_registry``, the Java serdes) work against it u
 * Unknown subject / version / schema: 404 with error codes 40401 / 40402 / 40403.
 
 What it is not: there are no compatibility checks (``/config`` says ``NONE``), no deletes,
-and the schemas live in memory only (gone when it stops).  ``basic_auth`` (user, password)
-makes every request need those HTTP basic credentials (401 / 40101 otherwise).  Production runs
-Confluent's registry (docker-compose.yml has one).  ``fail_next`` makes the next requests
-answer with an error status: the tests' way to play a registry that is down or overloaded.
+and the schemas live in memory only (gone when it stops).  Production runs Confluent's
+registry (docker-compose.yml has one).  For tests: ``basic_auth`` (user, password) makes every
+request need those HTTP basic credentials (401 / 40101 otherwise); ``tls`` (a server-side
+``ssl.SSLContext``) serves HTTPS, with client certificates if the context asks; ``fail_next``
+makes the next requests answer with an error status, a registry that is down or overloaded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -213,8 +215,10 @@ class LocalSchemaRegistry:
         port: int | None = None,
         host: str = "127.0.0.1",
         basic_auth: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self._tls = tls
         self._authorization = (
             None
             if basic_auth is None
@@ -230,12 +234,14 @@ class LocalSchemaRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> Self:
         if self._server is None:
             self._server = ThreadingHTTPServer((self.host, self.port), _handler(self))
             self._server.daemon_threads = True
+            if self._tls is not None:
+                self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
             threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},  # stop() returns within 50 ms

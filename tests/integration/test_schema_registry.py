@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -207,3 +208,97 @@ def test_basic_auth_reaches_the_registry_from_the_connector_settings() -> None:
         assert decode("s3cret")["customerId"] == "c1"  # type: ignore[index]
         with pytest.raises(FatalError, match=r"refused the credentials \(HTTP 401"):
             decode("wrong")
+
+
+def _pki(tmp: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    files: dict[str, Path] = {}
+
+    def issue(name: str, issuer: tuple[x509.Name, Any] | None, **ext: Any) -> tuple[x509.Name, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer[0] if issuer else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+        )
+        if "san" in ext:
+            builder = builder.add_extension(x509.SubjectAlternativeName(ext["san"]), False)
+        cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+        files[f"{name}.pem"] = tmp / f"{name}.pem"
+        files[f"{name}.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}.key"] = tmp / f"{name}.key"
+        files[f"{name}.key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return subject, key
+
+    ca = issue("ca", None)
+    issue("server", ca, san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    issue("client", ca)
+    return files
+
+
+def test_mutual_tls_settings_reach_the_registry(tmp_path: Path) -> None:
+    import ssl
+
+    from confluent_kafka.schema_registry import Schema as SrSchema
+
+    from connector.errors import RetryableError
+    from connector.formats import avro
+    from connector.records import SourceRecord
+    from connector.settings import Settings
+
+    pki = _pki(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca.pem"]))
+    server.load_cert_chain(pki["server.pem"], pki["server.key"])
+    server.verify_mode = ssl.CERT_REQUIRED  # the client must show a certificate of the CA
+    tls = {
+        "ssl.ca.location": str(pki["ca.pem"]),
+        "ssl.certificate.location": str(pki["client.pem"]),
+        "ssl.key.location": str(pki["client.key"]),
+    }
+    with LocalSchemaRegistry(tls=server) as registry:
+        admin = SchemaRegistryClient({"url": registry.url, **tls})
+        schema_id = admin.register_schema("u-value", SrSchema(AVSC, "AVRO"))
+        value = b"\x00" + schema_id.to_bytes(4, "big") + b"\x04c1\x02m" + b"\x00" * 11
+
+        def decode(**registry_settings: Any) -> Any:
+            settings = Settings(
+                kafka={"topics": ["t"]},
+                amberflo={"api_key": "k"},
+                schema_registry={"url": registry.url, "timeout_s": 5, **registry_settings},
+                mappings=[{"topics": ["t"], "format": "avro", "customer_id": {"path": "customerId"},
+                           "meter": {"path": "meterApiName"}}],
+            )  # fmt: skip
+            decoder = avro.decoder(settings.mappings[0], settings)
+            return decoder(SourceRecord("t", 0, 0, 1, None, value, ()))
+
+        full = {
+            "ssl_ca_location": pki["ca.pem"],
+            "ssl_certificate_location": pki["client.pem"],
+            "ssl_key_location": pki["client.key"],
+        }
+        assert decode(**full)["customerId"] == "c1"
+        with pytest.raises(RetryableError, match="unreachable"):  # no client certificate
+            decode(ssl_ca_location=pki["ca.pem"])
+        with pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):  # CA unknown
+            decode(**{**full, "ssl_ca_location": pki["client.pem"]})
