@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 from tests.conftest import Emulator
 from tests.integration.harness import committed, connector_env, produce, read_all
@@ -139,41 +143,82 @@ BAD_CONFIGS: list[tuple[str, dict[str, str], dict[str, str], str]] = [
 ]
 
 
-def test_every_configuration_mistake_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    base = {
-        **clean_env(),
-        "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",  # never reached: config first
-        "CONNECTOR_KAFKA__TOPICS": "usage",
-        "CONNECTOR_AMBERFLO__API_KEY": "k",
-        "CONNECTOR_AMBERFLO__BASE_URL": "http://127.0.0.1:1",
-        "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "1",
-    }
+BASE_ENV = {
+    "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",  # never reached: config first
+    "CONNECTOR_KAFKA__TOPICS": "usage",
+    "CONNECTOR_AMBERFLO__API_KEY": "k",
+    "CONNECTOR_AMBERFLO__BASE_URL": "http://127.0.0.1:1",
+    "CONNECTOR_KAFKA__STARTUP_TIMEOUT_S": "1",
+}
+THROUGH_A_PROCESS = (1, 4, 19, 21, 25, 27, 28, 29)
+"""Cases also run as real processes (librdkafka could print to the process's stderr): every
+command, malformed env JSON, a YAML line, properties librdkafka refuses."""
 
-    def attempt(i: int) -> tuple[str, subprocess.CompletedProcess[str]]:
-        command, env, files, needle = BAD_CONFIGS[i]
-        d = tmp_path / str(i)
-        d.mkdir()
-        for name, text in files.items():
-            (d / name).write_text(text)
+
+def _case(i: int, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    command, env, files, _needle = BAD_CONFIGS[i]
+    d = tmp_path / str(i)
+    d.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return command.split(), {**BASE_ENV, **{k: v.replace("{d}", str(d)) for k, v in env.items()}}
+
+
+def _in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """The console script's ``main()`` in this process (what the process runs, minus its
+    start-up), with ``env`` as the whole environment."""
+    from connector.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv, signal.getsignal(signal.SIGTERM)
+    try:
+        with (
+            mock.patch.dict(os.environ, env, clear=True),
+            redirect_stdout(out),
+            redirect_stderr(err),
+        ):
+            sys.argv = ["amberflo-connector", *args]
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved[0]
+        signal.signal(signal.SIGTERM, saved[1])
+    return code, out.getvalue() + err.getvalue()
+
+
+def _check(i: int, code: int, output: str) -> None:
+    command, env, _files, needle = BAD_CONFIGS[i]
+    case = f"{command} with {env}: {output!r}"
+    assert code == 2, case
+    assert len(output.strip().splitlines()) == 1, case
+    assert "Traceback" not in output, case
+    assert needle in output, case
+
+
+def test_every_configuration_mistake_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    assert len(BAD_CONFIGS) >= 20
+    for i in range(len(BAD_CONFIGS)):
+        _check(i, *_in_process(*_case(i, tmp_path)))
+
+
+def test_configuration_mistakes_through_real_processes(tmp_path: Path) -> None:
+    def attempt(i: int) -> tuple[int, str]:
+        args, env = _case(i, tmp_path)
         res = subprocess.run(
-            [sys.executable, "-m", "connector", *command.split()],
-            env={**base, **{k: v.replace("{d}", str(d)) for k, v in env.items()}},
+            [sys.executable, "-m", "connector", *args],
+            env={**clean_env(), **env},
             text=True,
             capture_output=True,
             timeout=60,
         )
-        return needle, res
+        return res.returncode, res.stdout + res.stderr
 
-    assert len(BAD_CONFIGS) >= 20
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(attempt, range(len(BAD_CONFIGS))))
-    for (command, env, _files, _), (needle, res) in zip(BAD_CONFIGS, results, strict=True):
-        output = (res.stdout + res.stderr).strip()
-        case = f"{command} with {env}: {output!r}"
-        assert res.returncode == 2, case
-        assert len(output.splitlines()) == 1, case
-        assert "Traceback" not in output, case
-        assert needle in output, case
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(attempt, THROUGH_A_PROCESS))
+    for i, (code, output) in zip(THROUGH_A_PROCESS, results, strict=True):
+        _check(i, code, output)
 
 
 def test_debug_shows_debug_logs_for_run() -> None:
