@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -171,6 +172,8 @@ def _in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
     out, err = io.StringIO(), io.StringIO()
     saved = sys.argv, signal.getsignal(signal.SIGTERM)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # main() configures logging
     try:
         with (
             mock.patch.dict(os.environ, env, clear=True),
@@ -185,6 +188,8 @@ def _in_process(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     finally:
         sys.argv = saved[0]
         signal.signal(signal.SIGTERM, saved[1])
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return code, out.getvalue() + err.getvalue()
 
 
