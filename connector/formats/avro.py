@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import struct
 import time
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,11 @@ def _misfit(left: int, what: str) -> DecodeError:
     return DecodeError(
         f"Avro body does not match {what}: {left} byte(s) left over after the record"
     )
+
+
+def shown(url: str) -> str:
+    """``url`` for a message: credentials written into it (``https://user:pass@…``) masked."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
 
 
 def registry_config(cfg: SchemaRegistrySettings) -> dict[str, Any]:
@@ -270,7 +276,7 @@ def decoder(mapping: Mapping, settings: Settings) -> ConfluentAvro:
         client = SchemaRegistryClient(conf)
     except (ValueError, TypeError, OSError) as exc:
         raise ConfigError(f"CONNECTOR_SCHEMA_REGISTRY: {exc}") from exc
-    url = str(conf["url"])
+    url = shown(str(conf["url"]))
     return ConfluentAvro(WriterSchemas(client, url))
 
 
@@ -303,7 +309,7 @@ def check_registry(settings: Settings, timeout_s: float) -> None:
         except SchemaRegistryError as exc:
             if exc.http_status_code in (401, 403):
                 raise FatalError(
-                    f"the Schema Registry at {conf['url']} refused the credentials "
+                    f"the Schema Registry at {shown(conf['url'])} refused the credentials "
                     f"(HTTP {exc.http_status_code}); check CONNECTOR_SCHEMA_REGISTRY__USERNAME "
                     "/ __PASSWORD"
                 ) from exc
@@ -312,7 +318,7 @@ def check_registry(settings: Settings, timeout_s: float) -> None:
             problem = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             raise FatalError(
-                f"cannot reach the Schema Registry at {conf['url']} ({_URL_KEY}) for "
+                f"cannot reach the Schema Registry at {shown(conf['url'])} ({_URL_KEY}) for "
                 f"{timeout_s:.0f}s: {problem}"
             )
         time.sleep(1.0)

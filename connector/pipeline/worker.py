@@ -290,7 +290,6 @@ class Worker:
             if hold is not None:  # the partition reads again
                 del holds[(topic, partition)]
                 hold = None
-                metrics.HELD.set(len(holds))
             if not events:  # filtered or skipped: nothing to deliver, done at once
                 state.skip(offset)
                 continue
@@ -344,7 +343,7 @@ class Worker:
         self.source.hold(record.topic, record.partition, record.offset)
         hold.until = now + delay
         metrics.DECODE_RETRIES.inc()
-        metrics.HELD.set(len(self._holds))
+        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
         log.warning(
             "%s; %s[%d] waits at offset %d, again in %.1fs (attempt %d, not dead-lettered)",
             exc,
@@ -362,12 +361,13 @@ class Worker:
             if hold.until and hold.until <= now:
                 hold.until = 0.0
                 self.source.release(topic, partition)
+        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
 
     def _unhold(self, parts: list[tuple[str, int]]) -> None:
         for key in parts:
             self._holds.pop(key, None)
         self.source.forget(parts)
-        metrics.HELD.set(len(self._holds))
+        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
 
     # -- delivery -------------------------------------------------------------------------
     def _customer_update(

@@ -303,3 +303,15 @@ def test_plain_drops_only_the_logical_types_read_as_plain_values() -> None:
         ["null", {"type": "string"}],
         {"type": "long", "logicalType": "timestamp-micros"},
     ]
+
+
+def test_credentials_in_the_url_are_never_shown() -> None:
+    assert avro.shown("https://key:secret@sr.example.com:8081") == "https://***@sr.example.com:8081"
+    assert avro.shown("http://a:1@x:1,http://b:2@y:2") == "http://***@x:1,http://***@y:2"
+    s = mapped("avro")
+    s = s.model_copy(update={"schema_registry": settings(f"http://k:s3cret@127.0.0.1:{free_port()}")
+                             .schema_registry})  # fmt: skip
+    decoder = avro.decoder(s.mappings[0], s)
+    with pytest.raises(RetryableError) as info:
+        decoder(rec(wire(1, body(EVENT))))
+    assert "s3cret" not in str(info.value) and "http://***@127.0.0.1:" in str(info.value)
