@@ -59,7 +59,10 @@ def seconds(value: Any, field: str) -> int:
     if type(value) is int:
         return check_time_ms(value * 1000, field)
     if type(value) is float and math.isfinite(value):
-        return check_time_ms(round(value * 1000), field)
+        ms = value * 1000
+        if not math.isfinite(ms):  # round() would raise OverflowError: not a RecordError
+            raise MappingError(field, f"must be below 2^64 ms (got {value!r} s)")
+        return check_time_ms(round(ms), field)
     raise MappingError(field, f"must be epoch seconds (got {_kind(value)} {value!r})")
 
 

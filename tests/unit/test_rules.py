@@ -329,6 +329,12 @@ ERRORS: list[tuple[dict[str, Any], Any, type[Exception], str]] = [
         MappingError,
         "time {path: ts}: must be below 2^64",
     ),
+    (  # a finite float whose milliseconds are not: a dead letter, not an OverflowError
+        {"time": {"path": "ts", "unit": "s"}},
+        {**T, "ts": 1e308},
+        MappingError,
+        "time {path: ts}: must be below 2^64 ms (got 1e+308 s)",
+    ),
     (
         {"time": {"path": "ts", "unit": "iso8601"}},
         {**T, "ts": "yesterday"},
