@@ -51,8 +51,8 @@ from connector.formats import avro, cloudevents
 from connector.formats.config import Mapping
 from connector.formats.customers import CustomerMapper
 from connector.formats.ids import UniqueIds
-from connector.formats.native import decode_json, map_json
-from connector.formats.rules import Decoder, Filtered, NativeFilter, RuleMapper, Rules
+from connector.formats.native import decode_record, map_json
+from connector.formats.rules import Decoder, Filtered, NativeFilter, Rules
 from connector.formats.segment import SegmentMapper
 from connector.records import CustomerUpdate, MeterEvent, SourceRecord
 
@@ -65,12 +65,8 @@ MapperFactory = Callable[[Mapping, UniqueIds], Mapper]
 log = logging.getLogger("connector.formats")
 
 
-def _decode_json(record: SourceRecord) -> Any:
-    return decode_json(record.value)
-
-
 def _json(_mapping: Mapping, _settings: Settings) -> Decoder:
-    return _decode_json
+    return decode_record
 
 
 DECODERS: dict[str, DecoderFactory] = {
@@ -144,7 +140,7 @@ class Mappers:
         if not isinstance(rules, Rules):  # a whole mapper: segment, kind customer
             return rules
         assert decode is not None
-        return RuleMapper(decode, rules, self._ids)
+        return rules.bind(decode, self._ids)
 
 
 def evaluate(mapper: Mapper, record: SourceRecord) -> list[MeterEvent] | CustomerUpdate | Filtered:

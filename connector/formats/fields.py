@@ -84,16 +84,27 @@ def iso_ms(value: Any, field: str) -> int:
 
 class Kind(NamedTuple):
     """What a key accepts: ``check`` defines it; ``accept`` is an inline Python test of ``x``
-    that is true only for values ``check`` returns unchanged (a fixed text, never config)."""
+    that is true only for values ``check`` returns unchanged; ``convert`` is an inline test
+    and an expression of ``x`` equal to what ``check`` returns whenever the test is true
+    (fixed texts, never config).  A property test holds both to ``check``."""
 
     check: Check
     accept: str | None = None
+    convert: tuple[str, str] | None = None
 
 
+_INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64
 TEXT = Kind(text, "type(x) is str and x")
-DIMENSION = Kind(dimension_text, "type(x) is str")
-NUMBER = Kind(check_number)
-TIME = {"ms": Kind(check_time_ms), "s": Kind(seconds), "iso8601": Kind(iso_ms)}
+DIMENSION = Kind(dimension_text, "type(x) is str", ("type(x) is int", "str(x)"))
+NUMBER = Kind(
+    check_number,
+    f"type(x) is int and {_INT64_MIN} <= x < {_UINT64_END} or type(x) is float and x - x == 0.0",
+)
+TIME = {
+    "ms": Kind(check_time_ms, f"type(x) is int and 0 < x < {_UINT64_END}"),
+    "s": Kind(seconds),
+    "iso8601": Kind(iso_ms),
+}
 
 
 def label(key: str, rule: Rule) -> str:
@@ -121,9 +132,11 @@ class Code:
     def add(self, *lines: str) -> None:
         self.lines.extend("    " + line for line in lines)
 
-    def build(self, header: str, name: str, title: str) -> Callable[..., Any]:
+    def build(self, header: str, name: str, title: str, **names: Any) -> Callable[..., Any]:
+        """The function ``name`` defined by ``header`` and the lines; ``names`` are more
+        objects its code refers to (one source may be built with several)."""
         source = "\n".join([header, *self.lines])
-        namespace = dict(self.namespace)
+        namespace = {**self.namespace, **names}
         exec(compile(source, f"<{title}>", "exec"), namespace)
         return namespace[name]  # type: ignore[no-any-return]
 
@@ -156,6 +169,9 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
     code.add("if x is None:", f"    {target} = {absent}")
     if kind.accept is not None:
         code.add(f"elif {kind.accept}:", f"    {target} = x")
+    if kind.convert is not None:
+        test, value = kind.convert
+        code.add(f"elif {test}:", f"    {target} = {value}")
     check = code.ref(kind.check, "check")
     code.add("else:", f"    {target} = {check}(x, {code.ref(name, 'label')})")
 

@@ -63,7 +63,7 @@ class Envelope(NamedTuple):
 
 
 class Filtered(NamedTuple):
-    """What ``RuleMapper.evaluate`` gives for a record a filter drops."""
+    """What a mapper's ``evaluate`` gives for a record a filter drops."""
 
     rule: str
 
@@ -92,7 +92,7 @@ class Rules:
             values = code.ref(frozenset(f.values), "values")
             test = "not in" if f.action == "INCLUDE" else "in"
             code.add(f"if {local[f.dimension]} {test} {values}:")
-            code.add(f"    return {code.ref(Filtered(f.label), 'filtered')}")
+            code.add(f"    return on_filter(record, {code.ref(Filtered(f.label), 'filtered')})")
         always = ", ".join(f"{name!r}: {var}" for name, var, optional in dims if not optional)
         code.add(f"dims = {{{always}}}")
         for name, var, optional in dims:
@@ -145,31 +145,27 @@ class Rules:
             f"        raise {no_time}",
         )
 
-    def bind(
-        self, decode: Decoder, ids: UniqueIds
-    ) -> Callable[[SourceRecord], list[MeterEvent] | Filtered]:
+    def bind(self, decode: Decoder, ids: UniqueIds) -> Callable[[SourceRecord], list[MeterEvent]]:
+        """The ``Mapper`` of a topic read by these rules after ``decode``: the compiled
+        function itself (no wrapper on the hot path).  Pure and deterministic (see
+        ``connector.formats``); a filtered record counts in the filtered-records metric and
+        gives ``[]``.  Its ``evaluate`` attribute, built from the same source, gives the
+        events or the ``Filtered`` that drops the record, with no side effects (previews)."""
         self.code.namespace.update(decode=decode, derive=ids.derive, coordinates=ids.coordinates)
-        return self.code.build("def evaluate(record):", "evaluate", f"{self.where} rules")
+        title = f"{self.where} rules"
+        mapper = self.code.build("def mapper(record):", "mapper", title, on_filter=_count)
+        evaluate = self.code.build("def evaluate(record):", "evaluate", title, on_filter=_give)
+        mapper.evaluate = evaluate  # type: ignore[attr-defined]
+        return mapper
 
 
-class RuleMapper:
-    """The ``Mapper`` of a topic read by rules: its decoder, then its compiled ``Rules``.
+def _count(record: SourceRecord, filtered: Filtered) -> list[MeterEvent]:
+    metrics.FILTERED.labels(record.topic, filtered.rule).inc()
+    return []
 
-    Pure and deterministic (see ``connector.formats``); a filtered record counts in the
-    filtered-records metric and gives ``[]``."""
 
-    __slots__ = ("evaluate",)
-
-    def __init__(self, decode: Decoder, rules: Rules, ids: UniqueIds) -> None:
-        self.evaluate = rules.bind(decode, ids)
-        """The events of a record, or the filter that drops it (no side effects)."""
-
-    def __call__(self, record: SourceRecord) -> list[MeterEvent]:
-        out = self.evaluate(record)
-        if type(out) is Filtered:
-            metrics.FILTERED.labels(record.topic, out.rule).inc()
-            return []
-        return out  # type: ignore[return-value]
+def _give(_record: SourceRecord, filtered: Filtered) -> Filtered:
+    return filtered
 
 
 class NativeFilter:
