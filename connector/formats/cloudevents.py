@@ -183,15 +183,34 @@ def _event_type(attributes: tuple[str, ...]) -> type[_Event]:
 
 
 _READ = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type")
+_STANDARD = ("specversion", "id", "source", "type", "time", "datacontenttype")
+_new = tuple.__new__  # Envelope(...) in one C call (a NamedTuple's own __new__ is Python)
 
 
 def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
-    """The CloudEvents decoder of ``mapping`` (see the module docstring)."""
+    """The CloudEvents decoder of ``mapping`` (see the module docstring).
+
+    Two fast paths, each giving exactly what ``_general`` gives (a property test holds them
+    to it) or handing the record to it, which stays the definition and names problems:
+
+    * structured: no headers but the structured content type, and the shape msgspec checks
+      in C while it decodes (``_Event``: the required attributes non-empty text, ``time``
+      text, no ``data_base64``), plus an RFC 3339 ``time`` that ``iso_ms`` reads;
+    * binary: exact lower-case names for every header it reads, each with a value (a header
+      in another case or without a value reads differently in the general way's lower-cased,
+      value-less-skipping reading), ``content-type`` absent or ``application/json``, JSON
+      data, and the same ``time`` condition.
+    """
     want_identity = mapping.unique_id is None
     want_time = mapping.time is None
     attributes = mapping.attributes
     decode_event = msgspec.json.Decoder(_event_type(attributes)).decode
-    binary = _BinaryFast(want_identity, want_time, attributes)
+    wanted = {f"ce_{n}": n for n in attributes if n not in _STANDARD}
+    read = frozenset(_READ).union(wanted)
+    dumps = orjson.dumps
+
+    def general(record: SourceRecord) -> Envelope:
+        return _general(record, want_identity, want_time, attributes)
 
     def decode(record: SourceRecord) -> Envelope:
         raw = record.value
@@ -207,43 +226,33 @@ def decoder(mapping: Mapping, _settings: Settings) -> Decoder:
             try:
                 e = decode_event(raw)
             except msgspec.MsgspecError:
-                pass
-            else:
-                found = {n: getattr(e, n) for n in attributes} if attributes else None
-                return _envelope(e.data, e.source, e.id, e.time, want_identity, want_time, found)
-        elif headers:
-            envelope = binary(record)
-            if envelope is not None:
-                return envelope
-        return _general(record, want_identity, want_time, attributes)
+                return general(record)
+            time_ms = None
+            if want_time and e.time is not None:
+                try:
+                    time_ms = iso_ms(e.time, "time")
+                except MappingError:
+                    return general(record)
+            found = {n: getattr(e, n) for n in attributes} if attributes else None
+            return _new(
+                Envelope,
+                (
+                    e.data,
+                    "cloudevents:" + dumps([e.source, e.id]).decode() if want_identity else None,
+                    time_ms,
+                    found,
+                ),
+            )
+        if not headers:
+            return general(record)
+        return binary(record)
 
-    return decode
-
-
-class _BinaryFast:
-    """A binary-mode event with JSON data whose headers read the same when taken exactly as
-    they are, or None: the general way then decides (and names the problem).  Headers taken
-    as they are differ from the general way's lower-cased, value-less-skipping reading only
-    when a header it reads comes in another case or without a value: those go the general
-    way."""
-
-    __slots__ = ("_attributes", "_read", "_want_identity", "_want_time", "_wanted")
-
-    def __init__(self, want_identity: bool, want_time: bool, attributes: tuple[str, ...]):
-        self._want_identity = want_identity
-        self._want_time = want_time
-        self._attributes = attributes
-        standard = ("specversion", "id", "source", "type", "time", "datacontenttype")
-        self._wanted = {f"ce_{n}": n for n in attributes if n not in standard}
-        self._read = frozenset(_READ).union(self._wanted)
-
-    def __call__(self, record: SourceRecord) -> Envelope | None:
+    def binary(record: SourceRecord) -> Envelope:
         version = event_id = source = kind = time = content_type = None
-        wanted = self._wanted
         extra: dict[str, bytes | None] = {}
         for k, v in record.headers:
             if v is None:
-                return None
+                return general(record)
             if k == "ce_id":
                 event_id = v
             elif k == "ce_source":
@@ -258,19 +267,28 @@ class _BinaryFast:
                 content_type = v
             elif k in wanted:
                 extra[wanted[k]] = v
-            elif k.lower() in self._read:
-                return None
-        if version != b"1.0" or not event_id or not source or not kind:
-            return None
-        if content_type is not None and content_type != b"application/json":
-            return None
+            elif k.lower() in read:
+                return general(record)
+        if (
+            version != b"1.0"
+            or not event_id
+            or not source
+            or not kind
+            or (content_type is not None and content_type != b"application/json")
+        ):
+            return general(record)
         raw = record.value
         try:
             data = _decode_any(raw) if raw else None
-        except (msgspec.DecodeError, RecursionError):
-            return None
+            # strict UTF-8 (invalid bytes: the general way, which replaces them)
+            source_text, id_text = source.decode(), event_id.decode()
+            time_ms = None
+            if want_time and time is not None:
+                time_ms = iso_ms(time.decode(), "time")
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError, MappingError):
+            return general(record)
         found = None
-        if self._attributes:
+        if attributes:
             extra.update(
                 specversion=version,
                 id=event_id,
@@ -280,15 +298,12 @@ class _BinaryFast:
                 datacontenttype=content_type,
             )
             found = {}
-            for name in self._attributes:
+            for name in attributes:
                 v = extra.get(name)
                 found[name] = None if v is None else v.decode("utf-8", "replace")
-        return _envelope(
-            data,
-            source.decode("utf-8", "replace"),
-            event_id.decode("utf-8", "replace"),
-            None if time is None else time.decode("utf-8", "replace"),
-            self._want_identity,
-            self._want_time,
-            found,
-        )
+        ident = None
+        if want_identity:
+            ident = "cloudevents:" + dumps([source_text, id_text]).decode()
+        return _new(Envelope, (data, ident, time_ms, found))
+
+    return decode

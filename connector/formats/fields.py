@@ -25,6 +25,7 @@ from connector.formats.paths import expr_getter, parse_path
 
 Check = Callable[[Any, str], Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_fromisoformat = datetime.fromisoformat
 
 
 def _kind(value: Any) -> str:
@@ -71,15 +72,15 @@ def iso_ms(value: Any, field: str) -> int:
     if type(value) is not str:
         raise MappingError(field, f"must be an ISO-8601 time (got {_kind(value)} {value!r})")
     try:
-        when = datetime.fromisoformat(value)
+        when = _fromisoformat(value)
     except ValueError:
         raise MappingError(field, f"is not an ISO-8601 time ({value!r})") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     since = when - _EPOCH
-    return check_time_ms(
-        since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000, field
-    )
+    ms = since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
+    # a datetime is always below 2^64 ms: only the lower bound can fail
+    return ms if ms > 0 else check_time_ms(ms, field)
 
 
 class Kind(NamedTuple):
@@ -160,18 +161,23 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
     elif rule.attribute is not None:
         code.add(f"x = attributes.get({rule.attribute!r})")
     else:
-        code.add("try:", "    x = payload")
+        code.add("try:")
+        expr = "payload"
         for step in parse_path(str(rule.path)):
-            if isinstance(step, int):
-                code.add("    if type(x) is not list: raise TypeError")
-            code.add(f"    x = x[{step!r}]")
-        code.add("except (KeyError, IndexError, TypeError):", "    x = None")
-    code.add("if x is None:", f"    {target} = {absent}")
+            if isinstance(step, int):  # a string would take an index too
+                code.add(f"    x = {expr}", "    if type(x) is not list: raise TypeError")
+                expr = "x"
+            expr += f"[{step!r}]"
+        code.add(f"    x = {expr}", "except (KeyError, IndexError, TypeError):", "    x = None")
+    # the common case first: an accept or convert test is never true for None
+    branches = []
     if kind.accept is not None:
-        code.add(f"elif {kind.accept}:", f"    {target} = x")
+        branches.append((kind.accept, "x"))
+    branches.append(("x is None", absent))
     if kind.convert is not None:
-        test, value = kind.convert
-        code.add(f"elif {test}:", f"    {target} = {value}")
+        branches.append(kind.convert)
+    for i, (test, value) in enumerate(branches):
+        code.add(f"{'elif' if i else 'if'} {test}:", f"    {target} = {value}")
     check = code.ref(kind.check, "check")
     code.add("else:", f"    {target} = {check}(x, {code.ref(name, 'label')})")
 

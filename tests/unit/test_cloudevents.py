@@ -272,6 +272,8 @@ EDGE_HEADERS = [
     (("ce_tenantid", "zoë".encode()),),
     (("ce_datacontenttype", b"text/plain"),),  # binary mode: content-type is the one
     (("ce_subject", b""),),
+    (("ce_id", b"evt-\xff"),),  # not UTF-8: replaced, in the identity too
+    (("ce_time", "2026-01-01T00:00:01Z".encode("utf-16")),),
 ]
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from connector.errors import DecodeError, MappingError
 from connector.formats import Mappers
 from connector.formats.config import Rule
-from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, field_code
+from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, Kind, field_code
 from connector.formats.rules import Filtered
 from connector.records import SourceRecord
 from connector.settings import Settings
@@ -495,7 +495,7 @@ _EDGES = [0, 1, -1, 2**63 - 1, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 1.0, -0
 @settings(max_examples=300, deadline=None)
 @given(
     x=st.one_of(
-        st.sampled_from([*_EDGES, float("inf"), float("-inf"), float("nan"), True, False]),
+        st.sampled_from([*_EDGES, float("inf"), float("-inf"), float("nan"), True, False, None]),
         st.integers(-(2**65), 2**65),
         st.floats(allow_nan=True, allow_infinity=True),
         st.text(max_size=3),
@@ -512,6 +512,8 @@ def test_inline_accepts_agree_with_the_checks(x: Any) -> None:
         code.add("return out")
         compiled = code.build("def get(payload):", "get", "test")
         try:
+            if x is None:
+                raise MappingError("k {path: v}", "found nothing and the rule has no default")
             want: Any = kind.check(x, "k {path: v}")
         except MappingError as exc:
             want = ("error", str(exc))
@@ -520,3 +522,42 @@ def test_inline_accepts_agree_with_the_checks(x: Any) -> None:
         except MappingError as exc:
             got = ("error", str(exc))
         assert (type(got), repr(got)) == (type(want), repr(want)), kind.check.__name__
+
+
+def _reference(value: Any, steps: tuple[str | int, ...]) -> Any:
+    """What a path finds, as docs/mappings.md states it."""
+    for step in steps:
+        if isinstance(step, int):
+            if type(value) is not list or not -len(value) <= step < len(value):
+                return None
+            value = value[step]
+        else:
+            if type(value) is not dict:
+                return None
+            value = value.get(step)
+    return value
+
+
+_json_values = st.recursive(
+    st.one_of(
+        st.none(), st.integers(-3, 3), st.sampled_from(["a", "ab", ""]), st.binary(max_size=2)
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "b", "0"]), inner)
+    ),
+    max_leaves=8,
+)
+_paths = st.lists(
+    st.one_of(st.sampled_from(["a", "b", "0"]), st.integers(-3, 2)), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, steps=_paths)
+def test_compiled_paths_find_what_the_documented_path_does(value: Any, steps: list[Any]) -> None:
+    text = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+    code = Code()
+    raw = Kind(lambda v, _f: v)
+    field_code(code, "out", "k", Rule(path=text, default=None), raw)
+    code.add("return out")
+    assert code.build("def get(payload):", "get", "test")(value) == _reference(value, tuple(steps))
