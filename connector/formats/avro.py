@@ -40,7 +40,6 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader
 
 from connector.errors import ConfigError, DecodeError, FatalError, RetryableError
@@ -49,6 +48,8 @@ from connector.formats.config import Mapping
 from connector.records import SourceRecord
 
 if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
     from connector.settings import SchemaRegistrySettings, Settings
 
 log = logging.getLogger("connector.formats.avro")
@@ -141,7 +142,10 @@ class WriterSchemas:
     """Readers of the writer schemas by id, each fetched from the registry once."""
 
     def __init__(self, client: SchemaRegistryClient, url: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryError
+
         self._client = client
+        self._error: type[SchemaRegistryError] = SchemaRegistryError
         self.url = url
         self.readers: dict[int, Reader] = {}
         self._unknown: dict[int, float] = {}  # id → until when a 404 is remembered
@@ -160,7 +164,7 @@ class WriterSchemas:
             raise self._down
         try:
             reader = self._fetch(schema_id)
-        except SchemaRegistryError as exc:
+        except self._error as exc:
             raise self._classify(exc, schema_id) from exc
         except (DecodeError, FatalError):
             raise
@@ -194,7 +198,7 @@ class WriterSchemas:
             self._references(referenced, named)
             parse_schema(plain(json.loads(referenced.schema_str or "")), named_schemas=named)
 
-    def _classify(self, exc: SchemaRegistryError, schema_id: int) -> Exception:
+    def _classify(self, exc: Any, schema_id: int) -> Exception:
         status = exc.http_status_code
         detail = f"HTTP {status}, error {exc.error_code}: {exc.error_message}"
         if status == 404:
@@ -271,6 +275,8 @@ class SchemalessAvro:
 
 def decoder(mapping: Mapping, settings: Settings) -> ConfluentAvro:
     """Factory of format ``avro`` (``connector.formats.DECODERS``)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     conf = registry_config(settings.schema_registry)
     try:
         client = SchemaRegistryClient(conf)
@@ -299,6 +305,8 @@ def check_registry(settings: Settings, timeout_s: float) -> None:
     """At start: the registry answers and takes the credentials, or one line and a stop.
 
     Retries refused connections, timeouts and 5xx until ``timeout_s``."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
+
     conf = registry_config(settings.schema_registry)
     client = SchemaRegistryClient(conf)
     deadline = time.monotonic() + timeout_s
