@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel
 
 from connector import cli as connector_cli
+from connector.formats import Mappers
 from connector.settings import CONFIG_FILE_ENV, SchemaRegistrySettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,8 +59,25 @@ FULL_VALUES: dict[str, Any] = {
             "customer_id": {"path": "tenant.id"},
             "meter": "api_calls",
             "filters": [],
-        }
+        },
+        {
+            "topics": ["usage-avro"],
+            "format": "avro-schemaless",
+            "schema": "usage.avsc",  # mounted from avroSchemas next to the config file
+            "customer_id": {"path": "customerId"},
+            "meter": {"path": "meterApiName"},
+        },
     ],
+    "avroSchemas": {
+        "usage.avsc": {
+            "type": "record",
+            "name": "Usage",
+            "fields": [
+                {"name": "customerId", "type": "string"},
+                {"name": "meterApiName", "type": "string"},
+            ],
+        }
+    },
     "sink": {"retryTimeoutS": 3600},
     "dlq": {"topic": "usage-dead-letters", "headerStyle": "connect"},
     "schemaRegistry": {
@@ -399,8 +417,9 @@ def test_rendered_config_file_loads_with_connector_settings(
     docs = _docs(rendered[case])
     config_map = _one(docs, "ConfigMap")
     container = _container(_one(docs, "Deployment"))
+    for name, text in config_map["data"].items():  # the files the volume mounts together
+        (tmp_path / name).write_text(text, encoding="utf-8")
     config = tmp_path / "config.yaml"
-    config.write_text(config_map["data"]["config.yaml"], encoding="utf-8")
     assert "api_key" not in config_map["data"]["config.yaml"], "the key belongs in a Secret"
 
     args = container["args"]
@@ -418,9 +437,13 @@ def test_rendered_config_file_loads_with_connector_settings(
     if case == "full":
         assert settings.kafka.bootstrap_servers == FULL_VALUES["kafka"]["bootstrapServers"]
         assert settings.kafka.group_id == "billing-connector"
-        [mapping] = settings.mappings
+        mapping, avro = settings.mappings
         assert mapping.format == "json" and mapping.customer_id is not None
         assert mapping.customer_id.path == "tenant.id"
+        # a relative schema resolves next to the config file, where the chart mounts it
+        assert avro.schema_file == tmp_path / "usage.avsc"
+        assert json.loads(avro.schema_file.read_text()) == FULL_VALUES["avroSchemas"]["usage.avsc"]
+        Mappers(settings).for_topic("usage-avro")  # the decoder parses the mounted schema
         assert settings.kafka.poll_batch == 5000
         assert settings.kafka.consumer["security.protocol"] == "SASL_SSL"
         assert settings.kafka.consumer["sasl.password"] == (
@@ -588,8 +611,9 @@ def test_reconcile_cronjob_runs_the_real_command_with_the_connectors_config(
     secret_env = [e for e in deployment["env"] if "valueFrom" in e]
     assert [e for e in container["env"] if "valueFrom" in e] == secret_env
     assert_known_env([e["name"] for e in container["env"]], "the reconcile CronJob")
+    for name, text in _one(docs, "ConfigMap")["data"].items():  # the mounted files
+        (tmp_path / name).write_text(text, encoding="utf-8")
     config = tmp_path / "config.yaml"
-    config.write_text(_one(docs, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
     for env in container["env"]:
         clean_env.setenv(env["name"], env.get("value", "secret"))
     assert load_settings(config).kafka.group_id == "billing-connector"
