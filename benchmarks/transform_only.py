@@ -66,9 +66,10 @@ def run(
         worker.checkpoint.assign(topic, partition)
     dropped = 0
 
-    def submit(batch: list[Any]) -> None:
+    def submit(batch: Any) -> None:
         nonlocal dropped
         dropped += len(batch)
+        worker.budget.release(len(batch))  # as a delivery thread does
 
     worker._batches = Batches(worker.sink.batching, submit)
     handle: Any = worker._handle

@@ -33,6 +33,8 @@ REQUEST_SECONDS = Histogram(P + "ingest_request_seconds", "/ingest request durat
 RETRIES = Counter(P + "ingest_retries_total", "Retried /ingest requests")
 BACKING_OFF = Gauge(P + "ingest_backing_off", "Requests waiting to be retried (>0: stuck)")
 BUFFERED = Gauge(P + "buffered_records", "Records consumed but not yet committable")
+BUFFERED_EVENTS = Gauge(P + "buffered_events", "Meter events held, not yet answered by the sink")
+BUFFERED_BYTES = Gauge(P + "buffered_bytes", "Estimated memory of the held records and events")
 PAUSED = Gauge(P + "paused", "1 while consumption is paused for backpressure")
 DECODE_RETRIES = Counter(
     P + "decode_retries_total",

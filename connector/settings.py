@@ -216,6 +216,21 @@ class SinkSettings(_Section):
         le=10_000_000,
         description="Records held in the process before consumption pauses (backpressure).",
     )
+    max_buffered_events: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Meter events held (being batched, queued or sent) before consumption "
+        "pauses: bounds records that expand into many events (a values map).",
+    )
+    max_buffered_mb: int = Field(
+        128,
+        ge=1,
+        le=65_536,
+        description="Estimated memory of the held records and their events, in MiB, before "
+        "consumption pauses (record bytes + about 1 KB per record + 400 B per event): bounds "
+        "large records.",
+    )
     retry_initial_s: float = Field(0.5, gt=0, le=60, description="First backoff delay.")
     retry_max_s: float = Field(
         30.0,

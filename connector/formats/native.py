@@ -160,7 +160,7 @@ def map_native(
                 amount = check_number(amount, "meterValue")
         elif type(amount) is not float or not math.isfinite(amount):
             amount = check_number(amount, "meterValue")
-        uid = given_id or ids.derive(ids.coordinates(record), meter)
+        uid = given_id or ids.of(record, meter)
         return [MeterEvent(customer, meter, amount, time_ms, uid, dims)]
 
     if not isinstance(values, dict) or not values:
@@ -171,12 +171,11 @@ def map_native(
             f"has {len(values)} meters, more than the {max_events} events a record may make "
             "(CONNECTOR_TRANSFORM__MAX_EVENTS_PER_RECORD)",
         )
-    coords = None if given_id else ids.coordinates(record)
     events = []
     for meter, amount in values.items():
         _text(meter, "values")
         amount = check_number(amount, f"values.{meter}")
-        uid = f"{given_id}:{meter}" if given_id else ids.derive(coords or "", meter)
+        uid = f"{given_id}:{meter}" if given_id else ids.of(record, meter)
         events.append(MeterEvent(customer, meter, amount, time_ms, uid, dims))
     return events
 
@@ -230,6 +229,6 @@ def map_json(
                 and (type(amount) is float or _INT64_MIN <= amount < _UINT64_END)
                 and time_ms < _UINT64_END
             ):
-                uid = r.uniqueId or ids.derive(ids.coordinates(record), meter)
+                uid = r.uniqueId or ids.of(record, meter)
                 return [MeterEvent(r.customerId, meter, amount, time_ms, uid, r.dimensions)]
     return map_native(record, decode_json(raw), ids, max_events)

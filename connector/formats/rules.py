@@ -103,22 +103,18 @@ class Rules:
         self._time(mapping)
         if mapping.unique_id is not None:
             field_code(code, "given", "unique_id", mapping.unique_id, TEXT)
-        else:
-            code.add("base = coordinates(record) if identity is None else identity")
         if mapping.meters is None:
             assert mapping.meter is not None
             field_code(code, "meter", "meter", mapping.meter, TEXT)
             field_code(code, "amount", "value", mapping.value or Rule(constant=1), NUMBER)
-            uid = "given" if mapping.unique_id is not None else "derive(base, meter)"
+            uid = "given" if mapping.unique_id is not None else _derived("meter")
             code.add(f"return [MeterEvent(customer, meter, amount, time_ms, {uid}, dims)]")
             return
         code.add("events = []")
         for i, (name, rule) in enumerate(mapping.meters.items()):
             field_code(code, f"v{i}", f"meters.{name}", rule, NUMBER)
             uid = (
-                f"given + {':' + name!r}"
-                if mapping.unique_id is not None
-                else f"derive(base, {name!r})"
+                f"given + {':' + name!r}" if mapping.unique_id is not None else _derived(repr(name))
             )
             append = f"events.append(MeterEvent(customer, {name!r}, v{i}, time_ms, {uid}, dims))"
             if rule.has_default and rule.default is None:
@@ -151,7 +147,7 @@ class Rules:
         ``connector.formats``); a filtered record counts in the filtered-records metric and
         gives ``[]``.  Its ``evaluate`` attribute, built from the same source, gives the
         events or the ``Filtered`` that drops the record, with no side effects (previews)."""
-        self.code.namespace.update(decode=decode, derive=ids.derive, coordinates=ids.coordinates)
+        self.code.namespace.update(decode=decode, derive=ids.derive, of=ids.of)
         title = f"{self.where} rules"
         mapper = self.code.build("def mapper(record):", "mapper", title, on_filter=_count)
         evaluate = self.code.build("def evaluate(record):", "evaluate", title, on_filter=_give)
@@ -162,6 +158,12 @@ class Rules:
 def _count(record: SourceRecord, filtered: Filtered) -> list[MeterEvent]:
     metrics.FILTERED.labels(record.topic, filtered.rule).inc()
     return []
+
+
+def _derived(meter: str) -> str:
+    """The generated expression of a derived uniqueId: from the format's own event identity
+    (CloudEvents), else from the record's coordinates (``UniqueIds.of``)."""
+    return f"(of(record, {meter}) if identity is None else derive(identity, {meter}))"
 
 
 def _give(_record: SourceRecord, filtered: Filtered) -> Filtered:

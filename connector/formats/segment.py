@@ -156,7 +156,7 @@ class SegmentMapper:
     ) -> MeterEvent:
         message_id = call.get("messageId")
         if message_id is None or message_id == "":
-            uid = self._ids.derive(self._ids.coordinates(record), meter)
+            uid = self._ids.of(record, meter)
         else:
             uid = _text(message_id, "messageId")
             if many:

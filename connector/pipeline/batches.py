@@ -38,7 +38,7 @@ class Batch(list[Item]):
 
 
 class Batches:
-    def __init__(self, batching: Batching, submit: Callable[[list[Item]], None]) -> None:
+    def __init__(self, batching: Batching, submit: Callable[[Batch], None]) -> None:
         self.batching = batching
         self.window = batching.window
         self._submit = submit
@@ -91,9 +91,9 @@ class Batches:
             if batch:
                 self._submit(batch)
 
-    def drop(self, state: PartitionState) -> None:
+    def drop(self, state: PartitionState) -> Batch | None:
         """Forget ``state``'s open batch (its partition was lost: the new owner re-reads)."""
-        self._open.pop(state, None)
+        return self._open.pop(state, None)
 
     def wait_s(self, cap: float) -> float:
         """How long the next poll may block before a batch must be closed (≤ ``cap``)."""

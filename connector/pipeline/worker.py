@@ -10,8 +10,12 @@ Delivery contract
 * On revoke, the revoked partitions' in-flight work gets ``shutdown_timeout_s`` to finish, then
   what is done is committed and the rest abandoned (the next owner re-reads it; deterministic
   uniqueIds make the overlap a no-op at Amberflo).  On loss nothing is committed.
-* At most ``max_buffered_records`` records are held; beyond that, or while a request is
-  backing off (429/503/5xx), every assigned partition is paused while polling continues.
+* At most ``max_buffered_records`` records, ``max_buffered_events`` meter events and
+  ``max_buffered_mb`` of their estimated memory (``pipeline.budget``) are held; beyond that,
+  or while a request is backing off (429/503/5xx), every assigned partition is paused while
+  polling continues.  The events limit also bounds the delivery queue.  A poll is mapped only
+  while there is room: the rest of it waits, unmapped, for the next step (dropped if its
+  partition is revoked meanwhile).
 * A record a decoder cannot read for lack of infrastructure (``RetryableError``: a schema
   registry that is down) is not the record's fault and is never dead-lettered: its partition
   is rewound to it and paused (the rest of that partition in the same poll is dropped, to be
@@ -55,6 +59,7 @@ from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics, topic_ids
 from connector.pipeline.batches import Batch, Batches
+from connector.pipeline.budget import EVENT_BYTES, RECORD_BYTES, Budget
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
 from connector.pipeline.letters import DeadLetters
@@ -122,10 +127,12 @@ class Worker:
         self.source = source or Source(
             settings, self._on_assign, self._on_revoke, self._on_lost, self.progress.on_stats
         )
-        self._jobs: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self._in_flight = 0
         self._batches = Batches(self.sink.batching, self._submit)
+        self.budget = Budget(settings.sink)
+        self._stash: list[Message] = []  # the rest of a poll that did not fit the budget
         self._last_commit = time.monotonic()
         self._commit_allowed = True
         self._holds: dict[tuple[str, int], _Hold] = {}
@@ -211,7 +218,10 @@ class Worker:
     def _step(self) -> None:
         metrics.HEALTH.heartbeat()
         timeout = self._batches.wait_s(0.1)
-        self._handle(self.source.poll(self.settings.kafka.poll_batch, timeout))
+        messages = self.source.poll(self.settings.kafka.poll_batch, timeout)
+        if self._stash:  # the older records first (partitions stay in order)
+            messages, self._stash = self._stash + messages, []
+        self._handle(messages)
         self._batches.close_due(time.monotonic())
         self._drain()
         self.dlq.poll(0)
@@ -231,6 +241,14 @@ class Worker:
         batch the sink's ``Batching`` says (``pipeline.batches``): without windows ``end`` is
         never reached, so the API sink's path costs one comparison more per record.
         """
+        budget = self.budget
+        if budget.full:  # the whole poll waits for room (_backpressure pauses meanwhile)
+            self._stash = messages
+            return
+        # Mid-poll, only value bytes count against the room (the rest of the estimate, per
+        # record and per event, is added once at the end: at most a poll's worth late).
+        room_events = events_room = budget.max_events - budget.events
+        room_bytes = bytes_room = budget.max_bytes - budget.bytes
         batches = self._batches
         batch_for = batches.for_state
         batch = Batch(0)  # replaced at the first record of a partition we own
@@ -245,7 +263,8 @@ class Worker:
         topic: str | None = None
         partition = -1
         records = unowned = 0
-        for message in messages:
+        rest = iter(messages)
+        for message in rest:
             err = message.error()
             if err is not None:
                 self._consumer_error(err)
@@ -253,13 +272,14 @@ class Worker:
             headers = message.headers()
             # Without an error, a message always has its coordinates.
             offset: int = message.offset()  # type: ignore[assignment]
+            value = message.value()
             record = SourceRecord(
                 message.topic(),  # type: ignore[arg-type]
                 message.partition(),  # type: ignore[arg-type]
                 offset,
                 message.timestamp()[1],
                 message.key(),
-                message.value(),
+                value,
                 cast(Headers, tuple(headers)) if headers else (),
             )
             if record.partition != partition or record.topic != topic or mapper is None:
@@ -296,18 +316,28 @@ class Worker:
             if type(events) is not list:  # a CustomerUpdate: its own ordered path (customers.py)
                 self._customer_update(events, record, state)
                 continue
-            state.track(offset, len(events))
+            n = len(events)
+            state.track(offset, n)
             if offset >= end:  # windowed: the record starts the next run
                 batch = batches.start_window(state, offset)
                 end = batch.end
             if not batch:
                 batch.started = time.monotonic()
+            room_events -= n
+            if value:
+                room_bytes -= len(value)
             for event in events:
                 batch.append(Item(event, record, state))
                 if len(batch) >= batch_size:
                     batch = batches.close(batch, state)
+            if room_events <= 0 or room_bytes <= 0:  # the rest waits for room (_backpressure)
+                self._stash = list(rest)
+                break
         if records:
             metrics.RECORDS.inc(records)
+            mapped = events_room - room_events  # (records without events count, generously)
+            nbytes = bytes_room - room_bytes + RECORD_BYTES * records + EVENT_BYTES * mapped
+            budget.add(mapped, nbytes)
         if unowned:
             log.warning("dropped %d records of partitions not assigned to this worker", unowned)
 
@@ -380,7 +410,7 @@ class Worker:
         state.track(record.offset, 1)
         self._customers.submit(update, record, state)
 
-    def _submit(self, batch: list[Item]) -> None:
+    def _submit(self, batch: Batch) -> None:
         self._jobs.put(batch)
         self._in_flight += 1
 
@@ -395,6 +425,7 @@ class Worker:
                 _observe_delay(result.delivered)
             except BaseException as exc:  # handed to the main thread, which decides
                 result = exc
+            self.budget.release(len(items))
             self._done.put(result)
 
     def _drain(self, wait: float = 0.0) -> None:
@@ -439,17 +470,19 @@ class Worker:
             self.checkpoint.committed(t, p, o)
         self.letters.committed((self.checkpoint.partitions[(t, p)], o) for t, p, o in done)
         metrics.BUFFERED.set(self.checkpoint.pending_records)
+        metrics.BUFFERED_EVENTS.set(self.budget.events)
+        metrics.BUFFERED_BYTES.set(self.budget.bytes)
         self.progress.tick()
 
     def _backpressure(self) -> None:
         limit = self.settings.sink.max_buffered_records
         buffered = self.checkpoint.pending_records
         stuck = self.sink.backing_off or (self._customers and self._customers.backing_off)
-        if buffered >= limit or stuck:
+        if buffered >= limit or self.budget.full or self._stash or stuck:
             if not self.source.paused or self._repause:
                 self.source.pause()
                 self._repause = False
-        elif self.source.paused and buffered <= limit // 2:
+        elif self.source.paused and buffered <= limit // 2 and self.budget.half_empty:
             self.source.resume()
 
     _repause = False
@@ -494,11 +527,16 @@ class Worker:
         self._forget(parts)
 
     def _forget(self, parts: list[tuple[str, int]]) -> None:
+        if self._stash:  # read under the old assignment: the partition's next owner reads it
+            gone = set(parts)
+            self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in gone]
         self._unhold(parts)
         for key in parts:
             state = self.checkpoint.partitions.get(key)
             if state is not None:
-                self._batches.drop(state)
+                dropped = self._batches.drop(state)
+                if dropped is not None:
+                    self.budget.release(len(dropped))
                 self.letters.forget(state)
                 self.checkpoint.revoke(*key)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from connector.embedded import free_port
 from tests.conftest import Emulator
 from tests.integration.failure_harness import (
     header,
+    metric,
     produce_raw,
     read_topic,
     wait_for_records,
@@ -293,3 +295,50 @@ def test_kill_9_three_times_during_a_drain_leaves_one_dead_letter_per_poison_rec
         for d in dead
     )
     assert sources == sorted(poison)  # each poison record once: offset*4+partition = its index
+
+
+def test_memory_stays_bounded_when_records_expand_into_many_events(
+    kafka_broker: str,
+    topic_factory: Callable[..., str],
+    emu: Emu,
+    start: Callable[..., ConnectorProcess],
+) -> None:
+    """250 records of 1,000 meters each (250,000 events, far under the records limit) behind
+    a slow Amberflo: the worker holds at most CONNECTOR_SINK__MAX_BUFFERED_EVENTS of them (plus
+    a record and a batch), and its memory stays flat instead of holding every event."""
+    topic, m = topic_factory(1), meter()
+    values = {f"{m}-{k}": 1 for k in range(1000)}
+    big = [
+        orjson.dumps({"customerId": "c", "values": values, "meterTimeInMillis": T0 + i})
+        for i in range(250)
+    ]
+    produce_raw(kafka_broker, topic, [{"value": v} for v in big])
+    port = free_port()
+    limit = 20_000
+    with emu.slowed_ingest(latency_ms=500, requests=1000):
+        proc = start(
+            topic,
+            f"g-{m}",
+            CONNECTOR_METRICS_PORT=str(port),
+            CONNECTOR_SINK__MAX_BUFFERED_EVENTS=str(limit),
+        )
+        wait_until(
+            lambda: (metric(port, "amberflo_connector_buffered_events") or 0) > 0, 30, "held"
+        )
+        peak_rss, peak_events = 0, 0.0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            peak_rss = max(peak_rss, rss_mb(proc.proc.pid))
+            peak_events = max(peak_events, metric(port, "amberflo_connector_buffered_events") or 0)
+            time.sleep(0.1)
+        assert metric(port, "amberflo_connector_paused") == 1.0
+        proc.kill()  # a clean stop would wait for the slowed batches in flight
+    assert peak_events <= limit + 1000 + 500  # one record and one batch beyond the limit
+    assert peak_rss < 140, peak_rss  # 94 MB measured; holding every event took 190-220 MB
+
+
+def rss_mb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0

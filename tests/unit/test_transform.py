@@ -41,9 +41,12 @@ def test_golden_unique_id_never_changes() -> None:
             kafka={"topics": ["usage"], "group_id": group}, amberflo={"api_key": "k"}
         )
         ids = UniqueIds(settings.unique_id_namespace)
-        assert ids.derive("usage/0/0", "api-calls") == "d3c110f9-f672-5d3b-ad2d-f1dedbed47a6"
+        assert ids.at("usage/0/0", "api-calls") == "d3c110f9-f672-5d3b-ad2d-f1dedbed47a6"
+        # with a topic id: uuid5(uuid5(namespace, "usage@<topic id>"), "usage/0/0/api-calls")
         with_id = "usage@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10/0/0"
-        assert ids.derive(with_id, "api-calls") == "e3d6ade8-8525-5c71-ace6-a25782da9f67"
+        assert ids.at(with_id, "api-calls") == "3410e301-c871-546c-81e9-03c37232241a"
+        topic_ns = uuid.uuid5(settings.unique_id_namespace, with_id.split("/")[0])
+        assert ids.at(with_id, "api-calls") == str(uuid.uuid5(topic_ns, "usage/0/0/api-calls"))
 
 
 def test_the_pinned_0_1_namespace_gives_the_0_1_ids() -> None:
@@ -53,7 +56,8 @@ def test_the_pinned_0_1_namespace_gives_the_0_1_ids() -> None:
         transform={"unique_id_namespace": "amberflo-connector/amberflo-connector"},
     )
     ids = UniqueIds(settings.unique_id_namespace)
-    assert ids.derive("usage/0/0", "api-calls") == "cfa83b91-4b21-5152-8296-3a9076558162"
+    assert ids.at("usage/0/0", "api-calls") == "cfa83b91-4b21-5152-8296-3a9076558162"
+    assert ids.of(rec(0, partition=0), "api-calls") == "cfa83b91-4b21-5152-8296-3a9076558162"
 
 
 def test_the_topic_id_is_part_of_the_coordinates() -> None:
@@ -72,6 +76,8 @@ def test_the_topic_id_is_part_of_the_coordinates() -> None:
     assert map_native(rec(), value, ids) != map_native(rec(), value, recreated)
     replayed = rec(offset=99, headers=((ORIGIN_HEADER, ids.coordinates(rec()).encode()),))
     assert map_native(replayed, value, recreated) == map_native(rec(), value, ids)
+    topic_ns = uuid.uuid5(NS, "usage@0b7f1d2e-93c4-4a8e-8f1a-2c6d5e4b3a10")
+    assert ids.of(rec(), "m") == str(uuid.uuid5(topic_ns, "usage/2/7/m"))
 
 
 def test_minimal_record_gets_defaults() -> None:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from connector.errors import EventRejected
+from connector.pipeline.budget import Budget
 from connector.pipeline.worker import Worker
 from connector.records import DeadLetter
 from connector.settings import Settings
@@ -303,3 +304,62 @@ def test_a_record_that_already_has_a_dead_letter_is_done_without_a_second_one(
     assert source.committed_offsets() == {("t", 0): 3}
     worker._on_revoke([("t", 0)])
     assert ledger.forgotten == [0]
+
+
+def answered(worker: Worker, outcome: Outcome, *batches: Any) -> None:
+    """What a delivery thread does once the sink answered: release the batches, hand over."""
+    for batch in batches:
+        worker.budget.release(len(batch))
+    worker._done.put(outcome)
+    worker._drain()
+
+
+def test_memory_is_bounded_by_events_not_only_records(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    """Records with ten meters each: the worker maps a poll only while it holds fewer than
+    max_buffered_events events; the rest of the poll waits unmapped (consumption paused) and
+    is mapped, in order, once the sink has answered."""
+    worker, source, _dlq = make(max_buffered_events=25, batch_size=10)
+    worker._on_assign([("t", 0)])
+    values = {f"m{k}": k for k in range(10)}
+    poll = [Msg("t", 0, o, usage(o, values=values)) for o in range(6)]
+    worker._handle(poll)  # type: ignore[arg-type]
+    assert list(worker.checkpoint.partitions[("t", 0)].pending) == [0, 1, 2]  # 30 events ≥ 25
+    assert [m.offset() for m in worker._stash] == [3, 4, 5]
+    assert worker.budget.events == 30 and worker.budget.full
+    worker._backpressure()
+    assert source.paused
+    first, second = worker._jobs.get_nowait(), worker._jobs.get_nowait()
+    answered(worker, Outcome(delivered=list(first) + list(second)), first, second)
+    worker._backpressure()
+    assert source.paused  # records still wait in the stash
+    worker._handle(worker._stash)  # type: ignore[arg-type]  (what _step does next)
+    assert list(worker.checkpoint.partitions[("t", 0)].pending) == [2, 3, 4]
+    assert [m.offset() for m in worker._stash] == [5]
+
+
+def test_memory_is_bounded_by_bytes_and_a_revoke_drops_what_waits(
+    make: Callable[..., tuple[Worker, FakeSource, FakeDlq]],
+) -> None:
+    worker, _source, _dlq = make(max_buffered_mb=1)
+    worker._on_assign([("t", 0), ("t", 1)])
+    big = usage(0, dimensions={"blob": "x" * 400_000})  # ~0.4 MB each
+    poll = [Msg("t", p, o, big) for o in range(4) for p in (0, 1)]
+    worker._handle(poll)  # type: ignore[arg-type]
+    assert worker.budget.bytes >= 1024 * 1024 and worker.checkpoint.pending_records == 3
+    assert len(worker._stash) == 5
+    worker._on_revoke([("t", 1)])  # what waits of partition 1 is its next owner's to read
+    assert [(m.partition(), m.offset()) for m in worker._stash] == [(0, 2), (0, 3)]
+
+
+def test_the_budget_releases_bytes_with_the_events_and_ends_at_zero() -> None:
+    budget = Budget(Settings(kafka={"topics": ["t"]}, amberflo={"api_key": "k"}).sink)
+    budget.add(10, 10_000)
+    budget.add(30, 2_000)
+    budget.release(20)  # half the events: half the bytes
+    assert (budget.events, budget.bytes) == (20, 6_000)
+    budget.release(15)
+    budget.release(5)
+    assert (budget.events, budget.bytes) == (0, 0)
+    assert not budget.full and budget.half_empty

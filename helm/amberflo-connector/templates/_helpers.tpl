@@ -153,6 +153,8 @@ see connector/settings.py); extraConfig is deep-merged over them. The API key is
     "request_timeout_s" .Values.sink.requestTimeoutS
     "gzip" .Values.sink.gzip
     "max_buffered_records" .Values.sink.maxBufferedRecords
+    "max_buffered_events" .Values.sink.maxBufferedEvents
+    "max_buffered_mb" .Values.sink.maxBufferedMb
     "readiness_timeout_s" .Values.sink.readinessTimeoutS
     "mode" .Values.sink.mode }}
 {{- if not (kindIs "invalid" .Values.sink.retryTimeoutS) }}
