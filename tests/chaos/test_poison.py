@@ -11,9 +11,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
+
 from tests.chaos.flows import SLOW, kill_while_flowing
 from tests.chaos.harness import Chaos, Row, scale
 from tests.chaos.workload import Workload, fix_mapping
+
+# Full sizes (make chaos) take minutes per scenario; pytest's default cap is 300 s.
+pytestmark = pytest.mark.timeout(scale(300, 1200))
 
 
 def test_s5_poison_with_kills_then_replay(chaos: Callable[..., Chaos], row: Row) -> None:
@@ -37,6 +42,13 @@ def test_s5_poison_with_kills_then_replay(chaos: Callable[..., Chaos], row: Row)
     twice = {k: v for k, v in keys.items() if v > 1}
     assert not twice, f"{len(twice)} poison records have more than one dead letter"
     stages = Counter(dict(m.headers() or [])["amberflo.error.stage"] for m in letters)
+    shown = {  # what /metrics said while the poison went by (counters restart with a process)
+        labels["stage"]
+        for _t, _slot, got in c.sampler.samples
+        for labels, v in got.get("amberflo_connector_dead_letters_total", [])
+        if v > 0
+    }
+    assert shown == {"decode", "transform", "sink"}, f"dead_letters_total showed {shown}"
     row.notes.append(
         "dead letters by stage: "
         + ", ".join(f"{s.decode()} {k}" for s, k in sorted(stages.items()))

@@ -22,6 +22,9 @@ from tests.integration.harness import wait_until
 
 HOUR_MS = 3_600_000
 
+# Full sizes (make chaos) take minutes per scenario; pytest's default cap is 300 s.
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 def owned(c: Chaos, slot: int) -> set[str]:
     """The partitions a worker's gauges are labelled with (revoked ones are removed)."""
@@ -175,3 +178,8 @@ def test_s9_bad_input_at_the_edges(chaos: Callable[..., Chaos], row: Row, tmp_pa
     row.dead_letters = len(letters)
     row.faults.append("4 bad configurations, a 10 MB record, a record with 10,000 values")
     assert c.procs[0].proc.poll() is None, "the connector kept running"
+    shown = {
+        labels["stage"]: v
+        for labels, v in scrape(c.ports[0]).get("amberflo_connector_dead_letters_total", [])
+    }
+    assert shown == {"sink": 1, "transform": 1}, shown
