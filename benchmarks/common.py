@@ -139,7 +139,9 @@ def emulator(workdir: Path, name: str) -> Iterator[EmbeddedEmulator]:
 
 
 def connector_env(bootstrap: str, topic: str, url: str, group: str, **extra: str) -> dict[str, str]:
-    """Environment of ``amberflo-connector run``: defaults except fast group joins and logs."""
+    """Environment of ``amberflo-connector run``: defaults except fast group joins and logs,
+    and a uniqueId namespace of the run's own, so that every run's events are new to a sink
+    that an earlier run filled (derived ids do not depend on the group)."""
     return embedded.connector_env(
         bootstrap,
         topic,
@@ -147,7 +149,11 @@ def connector_env(bootstrap: str, topic: str, url: str, group: str, **extra: str
         API_KEY,
         group,
         consumer=FAST_GROUP,
-        **{"CONNECTOR_LOG__LEVEL": "WARNING", **extra},
+        **{
+            "CONNECTOR_LOG__LEVEL": "WARNING",
+            "CONNECTOR_TRANSFORM__UNIQUE_ID_NAMESPACE": f"bench/{group}",
+            **extra,
+        },
     )
 
 
