@@ -148,8 +148,13 @@ class DeadLetterLedger:
         reader = self._reader()
         try:
             [stored] = reader.committed([TopicPartition(state.topic, state.partition)], 10)
+            if stored.error is not None:
+                raise KafkaException(stored.error)
         except KafkaException as exc:
-            raise FatalError(f"cannot read the dead-letter marks of {self.group!r}: {exc}") from exc
+            raise FatalError(
+                f"cannot read the dead-letter marks in consumer group {self.group!r} ({exc}); "
+                f"the connector needs READ on that group and on topic {dlq!r}"
+            ) from exc
         start = stored.offset if stored.offset >= 0 else OFFSET_BEGINNING
         known.mark = stored.offset if stored.offset >= 0 else None
         key = self._incarnation(state.topic)
