@@ -1,26 +1,26 @@
 """Kafka client plumbing every command shares: client configurations and topic creation.
 
 The connector's consumer and DLQ producer configurations are built here, once, from the
-settings; ``config_problems`` builds both clients without a broker (no ``bootstrap.servers``:
-nothing connects) so that an unknown or invalid librdkafka property is a configuration error
-before anything starts.  Properties the delivery contract depends on cannot be overridden
+settings (``connector.settings.librdkafka`` builds both clients from them when the settings are
+loaded, so that an unknown or invalid librdkafka property is a configuration error before
+anything starts).  Properties the delivery contract depends on cannot be overridden
 (``settings.PROTECTED_CONSUMER`` / ``PROTECTED_PRODUCER``).
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.errors import FatalError
-from connector.settings import LibrdkafkaValue, Settings
-from connector.settings_errors import env_name
+
+if TYPE_CHECKING:
+    from connector.settings import LibrdkafkaValue, Settings
 
 SECURITY_PREFIXES = ("security.", "sasl.", "ssl.", "client.dns.", "socket.", "broker.address.")
 DLQ_MESSAGE_MAX_BYTES = 16 * 1024 * 1024 + 64 * 1024
@@ -108,57 +108,6 @@ def produce_queued(
             if stop():
                 return False
             producer.poll(wait_s)
-
-
-_OWN_PROPERTIES = {
-    "bootstrap.servers": ("kafka", "bootstrap_servers"),
-    "group.id": ("kafka", "group_id"),
-    "partition.assignment.strategy": ("kafka", "assignment_strategy"),
-    "queued.max.messages.kbytes": ("kafka", "fetch_queue_kbytes"),
-}
-
-
-def config_problems(settings: Settings) -> list[str]:
-    """Build the consumer and the DLQ producer without connecting; one line per refusal,
-    naming the setting that holds the property librdkafka refused."""
-    problems: list[str] = []
-    for kind, make, conf in (
-        ("consumer", Consumer, consumer_config(settings)),
-        ("producer", Producer, dlq_producer_config(settings, "amberflo-connector-check")),
-    ):
-        conf = {k: v for k, v in conf.items() if k != "bootstrap.servers"}
-        conf["log_level"] = 0  # librdkafka's own warnings would be a second line
-        try:
-            client = make(conf)
-            if isinstance(client, Consumer):
-                client.close()
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            text = err.str() if isinstance(err, KafkaError) else str(exc)
-        except (TypeError, ValueError) as exc:
-            text = str(exc)
-        else:
-            continue
-        text = text.removeprefix(f"Failed to create {kind}: ")
-        line = f"{_setting_of(settings, kind, text)}: {text}"
-        if not any(p.endswith(f": {text}") for p in problems):  # shared security properties
-            problems.append(line)
-    return problems
-
-
-def _setting_of(settings: Settings, kind: str, message: str) -> str:
-    """The environment variable that holds the property a librdkafka message names."""
-    k = settings.kafka
-    names = re.findall(r"[\"`']([A-Za-z0-9_.]+)[\"`']", message)
-    names += re.findall(r"\b([a-z]+(?:\.[a-z]+)+)\b", message)
-    for name in names:
-        if kind == "producer" and name in k.producer:
-            return env_name(("kafka", "producer"))
-        if name in k.consumer:
-            return env_name(("kafka", "consumer"))
-        if name in _OWN_PROPERTIES:
-            return env_name(_OWN_PROPERTIES[name])
-    return env_name(("kafka", kind))
 
 
 def ensure_topics(settings: Settings, topics: set[str], timeout: float = 15.0) -> None:

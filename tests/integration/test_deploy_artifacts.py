@@ -247,7 +247,7 @@ def assert_known_env(names: list[str], where: str) -> None:
         and n.upper() not in exact
         and not any(n.upper().startswith(p) and len(n) > len(p) for p in prefixes)
     ]
-    assert not unknown, f"{where} sets CONNECTOR_* variables settings.py does not know: {unknown}"
+    assert not unknown, f"{where} sets CONNECTOR_* variables the settings do not know: {unknown}"
 
 
 def test_settings_walk_finds_nested_and_mapping_fields() -> None:
