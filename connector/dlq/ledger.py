@@ -18,9 +18,10 @@ duplicate letter (when it reads too little), never lose one.
 How much to read: marks
 -----------------------
 A *mark* of ``P`` is a DLQ offset below which no letter of a record at or after ``P``'s
-committed offset lies.  After each commit of ``P`` (a later one is never earlier), the mark is
-``min(DLQ offsets of the letters of records >= the committed offset, the lowest offset the
-next letter can get)`` and it is committed, in the consumer group ``<group id>.dlq-marks``, as
+committed offset lies (nor one of a failure report still open: below).  After each commit of
+``P`` (a later one is never earlier), the mark is ``min(DLQ offsets of the letters of records
+>= the committed offset and of open reports' letters, the lowest offset the next letter can
+get)`` and it is committed, in the consumer group ``<group id>.dlq-marks``, as
 the offset of ``P`` (the source topic's partition: the group stores nothing else).  An older
 mark stays valid for a later commit, so the source commit goes first and a crash between
 the two only makes the next reader read more.  No mark (a new group, an expired one, a
@@ -30,6 +31,19 @@ A partition is read only when one of its records is about to be dead-lettered fo
 time in an assignment: from its mark to the end (end-of-partition, which Tansu reports at
 the true end even though its high watermark is lower), once per assignment; after that the
 ledger knows every letter of it because the worker reports each one it writes.
+
+Letters of failure reports
+--------------------------
+In s3 mode a record's letter can also come long after its offset was committed: Amberflo's
+failure report about an object (``sinks.s3_failures``) dead-letters the object's records.
+Those letters (class ``S3ObjectRejected``) go through the same questions, by the owner of the
+partition, and are *reported* letters: they stay in the ledger, and hold the mark below
+them, whatever the committed offset, until the watcher says their report is no longer open
+(``release``: the report is tagged handled, or gone).  So the mark of ``P`` is also below
+every letter of a report about ``P`` that is not tagged yet, and a crash between the letters
+and the tag leaves them inside what the next owner reads.  The range read stays bounded by
+the letters of uncommitted records and of reports in progress (normally seconds of letters),
+not by how long ago the reported records were committed.
 """
 
 from __future__ import annotations
@@ -52,6 +66,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connector.dlq")
 
+REPORTED_CLASS = "S3ObjectRejected"
+"""The error class of the letters of S3 failure reports (``sinks.s3_failures``)."""
+
 SCAN_IDLE_S = 10.0
 """Longest wait, with nothing read, for the end of a DLQ partition; then the letters found so
 far are used (a record may then get a second letter, never none)."""
@@ -64,6 +81,7 @@ class _Partition:
     dlq: tuple[str, int]  # (DLQ topic, partition) its letters go to
     letters: dict[int, int] = field(default_factory=dict)  # source offset → DLQ offset
     producing: dict[int, int] = field(default_factory=dict)  # source offset → lowest DLQ offset
+    reported: dict[int, int] = field(default_factory=dict)  # failure reports' letters, ditto
     mark: int | None = None  # last mark committed
 
 
@@ -93,10 +111,14 @@ class DeadLetterLedger:
     # -- the questions the worker asks ---------------------------------------------------
     def lettered(self, state: PartitionState, offset: int) -> int | None:
         """The DLQ offset of the letter the record at ``offset`` already has, or None."""
-        known = self._known.get(state)
-        if known is None:
-            known = self._load(state)
-        return known.letters.get(offset)
+        known = self._known.get(state) or self._load(state)
+        found = known.letters.get(offset)
+        return known.reported.get(offset) if found is None else found
+
+    def reported(self, state: PartitionState, offset: int) -> int | None:
+        """The DLQ offset of a failure report's letter with source ``offset``, or None."""
+        known = self._known.get(state) or self._load(state)
+        return known.reported.get(offset)
 
     def producing(self, state: PartitionState, offset: int) -> tuple[str, int]:
         """The letter of ``offset`` is being produced; returns its DLQ topic and partition."""
@@ -104,14 +126,35 @@ class DeadLetterLedger:
         known.producing[offset] = self._next.get(known.dlq, 0)
         return known.dlq
 
-    def acked(self, state: PartitionState, offset: int, dlq_offset: int) -> None:
+    def acked(
+        self, state: PartitionState, offset: int, dlq_offset: int, reported: bool = False
+    ) -> None:
+        """The letter of ``offset`` is in the DLQ at ``dlq_offset`` (``reported``: a failure
+        report's, kept until ``release``)."""
         known = self._known.get(state)
         if known is None:
             return
         known.producing.pop(offset, None)
-        known.letters[offset] = dlq_offset
+        (known.reported if reported else known.letters)[offset] = dlq_offset
         if dlq_offset + 1 > self._next.get(known.dlq, 0):
             self._next[known.dlq] = dlq_offset + 1
+
+    def in_flight(self, state: PartitionState) -> int:
+        """Letters of ``state``'s partition handed to the producer and not acknowledged."""
+        known = self._known.get(state)
+        return len(known.producing) if known is not None else 0
+
+    def release(self, state: PartitionState, open_ranges: Iterable[tuple[int, int]]) -> None:
+        """Failure reports about ``state``'s partition were all looked at: keep only the
+        reported letters inside ``open_ranges`` (source offsets, inclusive: the reports not
+        tagged handled); the others no longer hold the mark."""
+        known = self._known.get(state)
+        if known is None or not known.reported:
+            return
+        ranges = list(open_ranges)
+        known.reported = {
+            o: d for o, d in known.reported.items() if any(a <= o <= b for a, b in ranges)
+        }
 
     def forget(self, state: PartitionState) -> None:
         self._known.pop(state, None)
@@ -126,7 +169,7 @@ class DeadLetterLedger:
             if known is None:
                 continue  # never read: its stored mark stays as good as it was
             known.letters = {o: d for o, d in known.letters.items() if o >= offset}
-            lows = [*known.letters.values(), *known.producing.values()]
+            lows = [*known.letters.values(), *known.producing.values(), *known.reported.values()]
             mark = min([*lows, self._next.get(known.dlq, 0)])
             if mark != known.mark:
                 marks.append(TopicPartition(state.topic, state.partition, mark))
@@ -159,11 +202,9 @@ class DeadLetterLedger:
         known.mark = stored.offset if stored.offset >= 0 else None
         key = self._incarnation(state.topic)
         started = time.monotonic()
-        end, read = self._scan(reader, dlq, dlq_partition, start, state, key, known.letters)
+        end, read = self._scan(reader, dlq, dlq_partition, start, state, key, known)
         if end is None and start != OFFSET_BEGINNING:  # a mark beyond the end: a new DLQ topic
-            end, more = self._scan(
-                reader, dlq, dlq_partition, OFFSET_BEGINNING, state, key, known.letters
-            )
+            end, more = self._scan(reader, dlq, dlq_partition, OFFSET_BEGINNING, state, key, known)
             read += more
         if end is not None and end > self._next.get(known.dlq, 0):
             self._next[known.dlq] = end
@@ -176,7 +217,7 @@ class DeadLetterLedger:
             dlq_partition,
             "the start" if start == OFFSET_BEGINNING else f"offset {start}",
             time.monotonic() - started,
-            len(known.letters),
+            len(known.letters) + len(known.reported),
         )
         return known
 
@@ -188,10 +229,11 @@ class DeadLetterLedger:
         start: int,
         state: PartitionState,
         key: str,
-        letters: dict[int, int],
+        known: _Partition,
     ) -> tuple[int | None, int]:
         """Read ``dlq``/``partition`` from ``start`` to its end, adding the letters of
-        ``state``'s partition; returns (the end offset or None on timeout, letters read)."""
+        ``state``'s partition to ``known`` (a failure report's to ``reported``); returns (the
+        end offset or None on timeout, letters read)."""
         reader.assign([TopicPartition(dlq, partition, start)])
         last = time.monotonic()
         read = 0
@@ -210,7 +252,8 @@ class DeadLetterLedger:
                     read += 1
                     letter = DeadLetterView.from_message(msg)
                     if _same_record(letter, state, key):
-                        letters[int(letter.source_offset or 0)] = int(msg.offset() or 0)
+                        kind = known.reported if _reported(letter) else known.letters
+                        kind[int(letter.source_offset or 0)] = int(msg.offset() or 0)
             log.warning(
                 "no end of %s[%d] after %.0fs without a record", dlq, partition, SCAN_IDLE_S
             )
@@ -259,3 +302,8 @@ def _same_record(letter: DeadLetterView, state: PartitionState, key: str) -> boo
         return False
     topic_id = letter.incarnation
     return topic_id is None or f"{state.topic}@{topic_id}" == key
+
+
+def _reported(letter: DeadLetterView) -> bool:
+    """Is ``letter`` one of a failure report (either header style)?"""
+    return (letter.error_class or "").rpartition(".")[2] == REPORTED_CLASS

@@ -7,13 +7,20 @@
   a ``kill -9``, or by the partition's previous owner) is done without a second one
   (``connector.dlq.ledger``).
 * A record is done, for the commit, only once its letter is acknowledged (or was found).
+* The letters of an S3 failure report (``ReportLetters``, from the watcher's thread) are
+  written by the partition's owner through the same ledger: a record whose letter is already
+  in the DLQ (a crash between the letters and the report's tag, a rebalance) is not
+  dead-lettered again.  They concern records committed long ago, so they are not part of the
+  checkpoint; the ledger keeps them (and its mark below them) until the report is released.
 
-Only the worker's main thread uses it.
+Only the worker's main thread uses it (``ReportLetters.finished`` is what the watcher waits on).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterable
 
 from connector import metrics
@@ -26,6 +33,32 @@ from connector.records import DeadLetter, SourceRecord
 log = logging.getLogger("connector.worker")
 
 
+class ReportLetters:
+    """The dead letters of one failure report about ``topic``/``partition``, handed by the
+    watcher's thread to the worker's main thread (``Worker.report``).
+
+    ``letters``: one per re-read record (source offset = the record's); ``gone``: the letter
+    standing for the offsets no longer in Kafka (source offset = the object's first), written
+    unless a failure report's letter with that source offset exists.  ``finished`` is set once
+    every letter is in the DLQ, acknowledged now or found there (``complete``), or when the
+    partition was not (or no longer) this worker's (not ``complete``: the report stays open).
+    """
+
+    def __init__(
+        self, topic: str, partition: int, letters: list[DeadLetter], gone: DeadLetter | None
+    ) -> None:
+        self.topic, self.partition = topic, partition
+        self.letters, self.gone = letters, gone
+        self.written = self.found = 0
+        self.complete = False
+        self.finished = threading.Event()
+        self._waiting = 0
+
+    def finish(self, complete: bool) -> None:
+        self.complete = complete
+        self.finished.set()
+
+
 class _Letter:
     """A record's dead letter: acknowledged yet, and its parts rejected while it was not."""
 
@@ -34,6 +67,15 @@ class _Letter:
     def __init__(self) -> None:
         self.acked = False
         self.extra = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenReports:
+    """After a round of the watcher: of the failure reports about ``partitions`` (looked at
+    in full), those not tagged handled cover these source offset ranges (inclusive)."""
+
+    partitions: frozenset[tuple[str, int]]
+    ranges: dict[tuple[str, int], list[tuple[int, int]]]
 
 
 class DeadLetters:
@@ -47,6 +89,7 @@ class DeadLetters:
         self._ledger = ledger
         self._origin = origin  # the coordinates a record's uniqueIds derive from
         self._letters: dict[tuple[PartitionState, int], _Letter] = {}
+        self._reports: dict[PartitionState, list[ReportLetters]] = {}
 
     def reject(self, record: SourceRecord, exc: RecordError, state: PartitionState) -> None:
         """One part of ``record`` (or all of it) cannot be delivered: see the module contract."""
@@ -85,6 +128,60 @@ class DeadLetters:
 
         self._publisher.publish(letter, on_ack, lambda: state.active, partition)
 
+    def report(self, job: ReportLetters, state: PartitionState | None) -> None:
+        """Write the letters of a failure report that are not in the DLQ yet (see the module
+        contract); ``state``: the partition's, None when this worker does not own it."""
+        if state is None or not state.active:
+            job.finish(False)
+            return
+        ledger = self._ledger
+        todo: list[DeadLetter] = []
+        for letter in job.letters:
+            if ledger.lettered(state, letter.record.offset) is None:
+                todo.append(letter)
+            else:
+                job.found += 1
+        if job.gone is not None:
+            if ledger.reported(state, job.gone.record.offset) is None:
+                todo.append(job.gone)
+            else:
+                job.found += 1
+        if job.found:
+            metrics.DEAD_LETTERS_FOUND.inc(job.found)
+        if not todo:
+            job.finish(True)
+            return
+        job._waiting = len(todo)
+        self._reports.setdefault(state, []).append(job)
+        for letter in todo:
+            origin = self._origin(letter.record)
+            self._report_one(job, dataclasses.replace(letter, origin=origin), state)
+
+    def _report_one(self, job: ReportLetters, letter: DeadLetter, state: PartitionState) -> None:
+        offset = letter.record.offset
+        _topic, partition = self._ledger.producing(state, offset)
+
+        def on_ack(dlq_offset: int) -> None:
+            self._ledger.acked(state, offset, dlq_offset, reported=True)
+            job.written += 1
+            job._waiting -= 1
+            if not job._waiting and not job.finished.is_set():
+                jobs = self._reports.get(state, [])
+                if job in jobs:
+                    jobs.remove(job)
+                job.finish(True)
+
+        self._publisher.publish(letter, on_ack, lambda: state.active, partition)
+
+    def in_flight(self, state: PartitionState) -> int:
+        """Letters of ``state``'s partition not acknowledged yet (a revoke waits for them)."""
+        return self._ledger.in_flight(state)
+
+    def release(self, state: PartitionState, open_ranges: list[tuple[int, int]]) -> None:
+        """The watcher looked at every failure report about ``state``'s partition: only those
+        covering ``open_ranges`` are not tagged handled yet (``DeadLetterLedger.release``)."""
+        self._ledger.release(state, open_ranges)
+
     def committed(self, commits: Iterable[tuple[PartitionState, int]]) -> None:
         """After a commit: store the ledger's marks and forget the letters of done records."""
         self._ledger.committed(commits)
@@ -94,7 +191,9 @@ class DeadLetters:
             }
 
     def forget(self, state: PartitionState) -> None:
-        """The partition was revoked or lost."""
+        """The partition was revoked or lost: its unfinished reports stay open."""
+        for job in self._reports.pop(state, ()):
+            job.finish(False)
         self._ledger.forget(state)
 
     def close(self) -> None:

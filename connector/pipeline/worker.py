@@ -62,7 +62,7 @@ from connector.pipeline.batches import Batch, Batches
 from connector.pipeline.budget import EVENT_BYTES, RECORD_BYTES, Budget
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
-from connector.pipeline.letters import DeadLetters
+from connector.pipeline.letters import DeadLetters, OpenReports, ReportLetters
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
 from connector.records import CustomerUpdate, Headers, MeterEvent, SourceRecord
@@ -129,6 +129,7 @@ class Worker:
         )
         self._jobs: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self.reports: queue.SimpleQueue[ReportLetters | OpenReports] = queue.SimpleQueue()
         self._in_flight = 0
         self._batches = Batches(self.sink.batching, self._submit)
         self.budget = Budget(settings.sink)
@@ -190,7 +191,7 @@ class Worker:
             from connector.sinks.s3_failures import FailureWatcher
 
             owned = lambda: frozenset(self.checkpoint.partitions)  # noqa: E731
-            FailureWatcher(cfg, owned, self.stopping).start()
+            FailureWatcher(cfg, owned, self.stopping, self.reports.put).start()
         _tune_interpreter()
         metrics.HEALTH.unreachable_limit_s = cfg.sink.readiness_timeout_s
         metrics.LAST_COMMIT.set_to_current_time()
@@ -225,6 +226,8 @@ class Worker:
         self._batches.close_due(time.monotonic())
         self._drain()
         self.dlq.poll(0)
+        if not self.reports.empty():
+            self._reports()
         if self._holds:
             self._release_due()
         if time.monotonic() - self._last_commit >= self.settings.kafka.commit_interval_ms / 1000:
@@ -347,6 +350,19 @@ class Worker:
         if err.fatal():
             raise FatalError(f"Kafka consumer error: {err.str()}")
         log.warning("consumer error: %s", err.str())
+
+    def _reports(self) -> None:
+        """What the S3 failure-report watcher handed over (``pipeline.letters``)."""
+        get = self.checkpoint.get
+        while not self.reports.empty():
+            item = self.reports.get_nowait()
+            if isinstance(item, ReportLetters):
+                self.letters.report(item, get(item.topic, item.partition))
+                continue
+            for key in item.partitions:
+                state = get(*key)
+                if state is not None:
+                    self.letters.release(state, item.ranges.get(key, []))
 
     # -- records a decoder cannot read yet -------------------------------------------------
     def _hold(self, record: SourceRecord, exc: RetryableError) -> _Hold:
@@ -490,13 +506,14 @@ class Worker:
     _stop_deadline = float("inf")
 
     def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
-        """Drain completions until the given partitions (None: all) have nothing pending, for
+        """Drain completions until the given partitions (None: all) have nothing pending (no
+        unfinished record, no unacknowledged dead letter: a failure report's too), for
         ``timeout`` at most and never past the stop deadline (a signal during a revoke wait
         does not get a second ``shutdown_timeout_s``)."""
         deadline = min(time.monotonic() + timeout, self._stop_deadline)
         while True:
             states = [s for k, s in self.checkpoint.partitions.items() if keys is None or k in keys]
-            if not any(s.pending for s in states):
+            if not any(s.pending or self.letters.in_flight(s) for s in states):
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -4,31 +4,49 @@ A successful PUT only means the object is stored; Amberflo ingests it afterwards
 it rejects the object's records, writes ``failed-requests/<date>/<object key>.reason.txt``
 into the bucket.  ``FailureWatcher`` (a thread of each ``run`` worker in s3 mode) lists that
 prefix every ``CONNECTOR_S3__FAILURES_POLL_S`` seconds and, for each report about an object
-of this deployment's prefix whose partition this worker owns:
+of this deployment's prefix whose partition this worker owns and that is not tagged handled:
 
 * reads the object's records again from Kafka by the offsets in its key (a reader of its
-  own, ``assign()``, no group) and dead-letters each record that had events in the object
-  (the mapping is deterministic: records that were dead-lettered or filtered before are
-  skipped), stage ``sink``, class ``S3ObjectRejected``, the report's reason in the message;
-* for offsets no longer in Kafka (below the log start: retention), writes one letter without
-  a record: key = the object key, the offsets and the reason in the message;
-* counts it (``amberflo_connector_s3_failure_reports_total{result}``) and logs it;
+  own, ``assign()``, no group) and makes a dead letter of each record that had events in the
+  object (the mapping is deterministic: records that were dead-lettered or filtered before
+  are skipped), stage ``sink``, class ``S3ObjectRejected``, the report's reason in the
+  message; for offsets no longer in Kafka (below the log start: retention), one letter
+  without a record: key = the object key, the offsets and the reason in the message;
+* hands them to the worker's main thread (``pipeline.letters.ReportLetters``), which writes
+  those not in the DLQ yet, exactly as its own: through the dead-letter ledger, to DLQ
+  partition ``P mod N``, with ``amberflo.origin``, and waits for their acknowledgement;
+* counts the report (``amberflo_connector_s3_failure_reports_total{result}``) and logs it;
 * then tags the report ``amberflo-connector=dead-lettered`` (S3 object tagging: no new
   object, nothing Amberflo would ingest).
 
-Once per report, across restarts: a tagged report is skipped, and so is one handled by this
-process.  The tag is written only after every dead letter was acknowledged, so a crash in
-between dead-letters that report once more on restart (at least once: a replay of both copies
-is still counted once, the events keep their uniqueIds).  Without permission to tag
-(``s3:PutObjectTagging``), reports are remembered only until the process restarts (a warning
-says so).  Partition ownership keeps two workers from handling the same report; during a
-rebalance both may, the same at-least-once way.
+Exactly one letter per record, across crashes and rebalances.  Only the partition's owner
+writes its letters (the ledger's knowledge of a DLQ partition, and the marks, belong to the
+owner: two writers would not see each other's letters in flight), so a report about a
+partition another worker owns is left to it.  The records' offsets were committed long ago,
+so the ledger's mark (which follows the committed offset) would be past an earlier attempt's
+letters; instead the ledger keeps a report's letters and its mark below them until the
+report is *closed*: after each round over every report, the watcher tells the main thread
+which reports of its partitions are still untagged (``OpenReports``), and letters of the
+others stop holding the mark.  A crash after the letters and before the tag therefore leaves
+them where the next owner reads (from the mark), and that owner finds them instead of writing
+them again; the range read stays bounded by the reports in progress.
+
+Limits: a report whose tag cannot be written (no ``s3:PutObjectTagging``: a warning says so)
+is remembered only by the process, is closed once handled, and is handled again, with new
+letters, after a restart.  A letter still unacknowledged when its partition was revoked
+(after the revoke wait, ``CONNECTOR_SHUTDOWN_TIMEOUT_S``) or lost can be acknowledged after
+the new owner read the DLQ: that record then has two letters (``dlq inspect`` and ``dlq
+replay`` count it once).  When records of an object whose letters were cut short by a crash
+are deleted by retention before the report is handled again, those records' letters are
+replaced by the one "no longer in Kafka" letter only if none was written before.  A report
+about a partition no worker owns (a topic no longer subscribed) waits.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,8 +56,10 @@ from confluent_kafka import TopicPartition
 
 from connector import metrics
 from connector.aws import REPORTS_PREFIX, reported_object, s3_client
-from connector.errors import ConnectorError, RecordError
+from connector.dlq.ledger import REPORTED_CLASS
+from connector.errors import RecordError
 from connector.formats import Mappers
+from connector.pipeline.letters import OpenReports, ReportLetters
 from connector.records import DeadLetter, Headers, SourceRecord
 from connector.settings import Settings
 from connector.sinks.s3 import ObjectRange, parse_object_key
@@ -47,13 +67,14 @@ from connector.sinks.s3 import ObjectRange, parse_object_key
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from connector.dlq.publish import DeadLetterPublisher
-
 log = logging.getLogger("connector.sink")
 
 TAG = ("amberflo-connector", "dead-lettered")
 REASON_CHARS = 2000
-ERROR_CLASS = "S3ObjectRejected"
+ERROR_CLASS = REPORTED_CLASS
+WAIT_S = 60.0
+"""Longest wait for the worker to acknowledge a report's letters; then the report stays open
+(untagged) and is handled again in the next round."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +113,10 @@ class FailureWatcher:
         settings: Settings,
         owned: Callable[[], Collection[tuple[str, int]]],
         stop: threading.Event,
+        submit: Callable[[ReportLetters | OpenReports], None],
     ) -> None:
+        """``owned``: the partitions the worker owns now; ``submit``: hands work to the
+        worker's main thread (``Worker.reports``)."""
         cfg = settings.s3
         assert cfg.bucket
         self.settings = settings
@@ -100,11 +124,11 @@ class FailureWatcher:
         self.interval = cfg.failures_poll_s
         self._owned = owned
         self._stop = stop
+        self._submit = submit
         self._s3: S3Client = s3_client(region=cfg.region, endpoint_url=cfg.endpoint_url)
         self._mappers = Mappers(settings)
-        self._done: set[str] = set()  # reports handled, or not ours to handle
+        self._done: set[str] = set()  # reports tagged (or not to be tagged), or not ours
         self._can_tag = True
-        self._dlq: DeadLetterPublisher | None = None
         self._thread = threading.Thread(target=self._loop, name="s3-failures", daemon=True)
 
     def start(self) -> None:
@@ -121,50 +145,79 @@ class FailureWatcher:
                 log.warning("failure reports of s3://%s: %s; trying again", self.bucket, exc)
 
     def poll_once(self) -> int:
-        """Handle every new report this worker owns; returns how many it handled."""
+        """Handle every open report this worker owns; returns how many it handled.  After a
+        complete round, tells the worker which reports of its partitions are still open."""
         handled = 0
         owned = set(self._owned())
+        still_open: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for report in list_reports(self._s3, self.bucket, self.prefix):
             if report.key in self._done:
                 continue
-            if report.range is None:
+            r = report.range
+            if r is None:
                 self._done.add(report.key)  # another prefix's (or a foreign) object
                 continue
-            if (report.range.topic, report.range.partition) not in owned or self._stop.is_set():
+            where = (r.topic, r.partition)
+            if where not in owned:
                 continue  # its partition's owner handles it
+            if self._stop.is_set():
+                return handled
             if is_tagged(self._s3, self.bucket, report.key):
                 self._done.add(report.key)
                 continue
-            self._handle(report, report.range)
-            handled += 1
+            if self._handle(report, r):
+                handled += 1
+            if report.key not in self._done:
+                still_open.setdefault(where, []).append((r.first, r.last))
+        self._submit(OpenReports(frozenset(owned), still_open))
         return handled
 
-    def _handle(self, report: Report, r: ObjectRange) -> None:
+    def _handle(self, report: Report, r: ObjectRange) -> bool:
+        """Dead-letter a report's records (those without a letter yet) and tag it; False when
+        the worker did not finish its letters (the report stays open)."""
         reason = read_reason(self._s3, self.bucket, report.key)
         where = f"s3://{self.bucket}/{report.object_key}"
         message = f"Amberflo rejected object {where}: {reason}"
         letters, start = self._letters(r, message)
+        gone = None
         if start > r.first:
-            gone = SourceRecord(r.topic, r.partition, r.first, 0, report.object_key.encode(), None)
+            record = SourceRecord(
+                r.topic, r.partition, r.first, 0, report.object_key.encode(), None
+            )
             text = (
                 f"{message} (offsets {r.first}-{start - 1} are no longer in Kafka: this letter "
                 "carries the object key, not the records)"
             )
-            letters.append(DeadLetter(gone, "sink", ERROR_CLASS, text))
-        self._publish(letters)
-        metrics.S3_FAILURE_REPORTS.labels(result="records" if start <= r.last else "letter").inc()
+            gone = DeadLetter(record, "sink", ERROR_CLASS, text)
+        job = ReportLetters(r.topic, r.partition, letters, gone)
+        self._submit(job)
+        deadline = time.monotonic() + WAIT_S
+        while not job.finished.wait(0.2):
+            if self._stop.is_set():
+                return False
+            if time.monotonic() > deadline:
+                log.warning("%s: its dead letters were not acknowledged in %.0fs", where, WAIT_S)
+                return False
+        if not job.complete:
+            return False  # revoked meanwhile: its new owner handles it
         log.warning(
-            "Amberflo rejected %s (%s): dead-lettered %d letter(s) for %s[%d] offsets %d-%d",
+            "Amberflo rejected %s (%s): %d dead letter(s) for %s[%d] offsets %d-%d (%d were "
+            "in the dead-letter topic already)",
             where,
             reason,
-            len(letters),
+            job.written,
             r.topic,
             r.partition,
             r.first,
             r.last,
+            job.found,
         )
-        self._done.add(report.key)
         self._tag(report.key)
+        if report.key in self._done:  # closed: counted once, not at every retry of the tag
+            metrics.S3_FAILURE_REPORTS.labels(
+                result="records" if start <= r.last else "letter"
+            ).inc()
+        return True
 
     def _letters(self, r: ObjectRange, message: str) -> tuple[list[DeadLetter], int]:
         """Dead letters of the object's records still in Kafka, and the first offset there."""
@@ -206,20 +259,13 @@ class FailureWatcher:
         finally:
             reader.close()
 
-    def _publish(self, letters: list[DeadLetter]) -> None:
-        from connector.dlq.publish import DeadLetterPublisher
-
-        if self._dlq is None:
-            self._dlq = DeadLetterPublisher(self.settings)
-        for letter in letters:
-            self._dlq.publish(letter, lambda _offset: None)
-        if not self._dlq.flush(60):
-            raise ConnectorError("the dead-letter topic did not acknowledge them within 60s")
-
     def _tag(self, report: str) -> None:
+        """Mark the report handled (then it is closed); without permission to tag, it is
+        closed for this process only."""
         from botocore.exceptions import ClientError
 
         if not self._can_tag:
+            self._done.add(report)
             return
         try:
             self._s3.put_object_tagging(
@@ -229,7 +275,7 @@ class FailureWatcher:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "403"):
-                log.warning("could not tag %s (%s): handled again after a restart", report, exc)
+                log.warning("could not tag %s (%s): trying again in the next round", report, exc)
                 return
             self._can_tag = False
             log.warning(
@@ -240,3 +286,4 @@ class FailureWatcher:
                 exc,
                 REPORTS_PREFIX,
             )
+        self._done.add(report)

@@ -45,6 +45,8 @@ class FaultProxy:
       that long (503 ``SlowDown`` by default); nothing reaches the server meanwhile.
     * ``deny = True``: every request is answered 403 ``AccessDenied``.
     * ``put_delay_s``: each object PUT waits this long before it is forwarded.
+    * ``refuse_tagging = True``: object tagging PUTs are answered 503 ``SlowDown``, never
+      forwarded (counted in ``tagging_refused``).
     """
 
     def __init__(self, upstream: str) -> None:
@@ -53,6 +55,8 @@ class FaultProxy:
         self.refused = 0
         self.deny = False
         self.put_delay_s = 0.0
+        self.refuse_tagging = False
+        self.tagging_refused = 0
         self._fail_until = 0.0
         self._fail = (503, "SlowDown")
         self._lock = threading.Lock()
@@ -91,6 +95,10 @@ class FaultProxy:
         is_put = h.command == "PUT" and "?" not in h.path and h.path.count("/") >= 2
         if self.deny:
             return self._error(h, 403, "AccessDenied")
+        if self.refuse_tagging and h.command == "PUT" and "tagging" in urlsplit(h.path).query:
+            with self._lock:
+                self.tagging_refused += 1
+            return self._error(h, 503, "SlowDown")
         if is_put and self.failing:
             with self._lock:
                 self.refused += 1

@@ -7,7 +7,6 @@ import gzip
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -18,11 +17,11 @@ import orjson
 import pytest
 
 from connector.embedded import EmbeddedS3
-from connector.settings import load_settings
 from connector.sinks.s3 import ObjectRange, parse_object_key
-from connector.sinks.s3_failures import FailureWatcher
+from connector.sinks.s3_failures import is_tagged
 from tests.conftest import S3Stack
 from tests.integration import s3_support
+from tests.integration.failure_harness import read_topic
 from tests.integration.harness import (
     ConnectorProcess,
     Emu,
@@ -30,7 +29,6 @@ from tests.integration.harness import (
     connector_env,
     expected_totals,
     produce,
-    read_all,
     usage_records,
     wait_until,
 )
@@ -254,25 +252,47 @@ def test_a_rejected_object_has_its_records_dead_lettered_once_with_the_reason(
     kafka_broker: str,
     topic_factory: Callable[..., str],
     s3_stack: S3Stack,
+    s3: S3Client,
     emu: Emu,
+    proxy: s3_support.FaultProxy,
     start: Callable[..., ConnectorProcess],
 ) -> None:
     """A record the connector maps but Amberflo refuses (year > 9999) makes Amberflo (the
     emulator's intake) reject its whole object and write a failure report; the connector
-    dead-letters that object's 199 records, re-read from Kafka, with the reason, once, also
-    across a restart (the report is tagged); `s3 failures` lists the report as handled."""
+    dead-letters that object's 199 records, re-read from Kafka, with the reason.  Exactly once
+    across a crash: the report's tag is refused (the watcher tags only once every letter is
+    acknowledged), the partition commits further meanwhile (the ledger's mark must stay below
+    the open report's letters), then `kill -9`; the restarted connector finds the letters in
+    the DLQ, writes none again, and tags the report; `s3 failures` lists it as handled."""
     topic = topic_factory(1)
     m, group, prefix = names()
     records: list[object] = list(usage_records(m, 600))
     records[250] = {**usage_records(m, 1)[0], "meterTimeInMillis": 300_000_000_000_000}
     records[300] = b"{bad"  # dead-lettered at decode: not in the object, not again
     produce(kafka_broker, topic, records)
-    env = {"CONNECTOR_S3__OBJECT_RECORDS": "200", "CONNECTOR_S3__FAILURES_POLL_S": "0.5"}
+    env = {
+        "CONNECTOR_S3__ENDPOINT_URL": proxy.endpoint_url,
+        "CONNECTOR_S3__OBJECT_RECORDS": "200",
+        "CONNECTOR_S3__FAILURES_POLL_S": "0.5",
+        "CONNECTOR_KAFKA__COMMIT_INTERVAL_MS": "200",
+        "CONNECTOR_KAFKA__CONSUMER": '{"session.timeout.ms": 2000, "heartbeat.interval.ms": 250}',
+    }
+    proxy.refuse_tagging = True
     proc = start(topic, group, prefix, **env)
     dlq = f"{topic}.dlq"
     wait_until(lambda: emu.count(m) == 400, 60, "the two accepted objects stored")
-    letters = read_all(kafka_broker, dlq, 200, timeout=60)
-    assert len(letters) == 200
+    wait_until(lambda: proxy.tagging_refused > 0, 60, "the report's letters acknowledged")
+    more = [b"{bad again", *usage_records(m, 99, t0=1_767_312_000_000)]  # offsets 600-699
+    produce(kafka_broker, topic, more)
+    wait_until(lambda: committed(kafka_broker, group, topic, 1)[0] == 700, 30, "committed 700")
+    produce(kafka_broker, topic, usage_records(m, 1, t0=1_767_398_400_000))
+    wait_until(lambda: committed(kafka_broker, group, topic, 1)[0] == 701, 30, "committed 701")
+    proc.kill()  # after the letters, before the tag, and with the partition's marks moved on
+    proxy.refuse_tagging = False
+    restarted = start(topic, group, prefix, **env)
+    [report] = s3_support.reports(s3, s3_stack.bucket, f"{topic}.0.200-399").keys()
+    wait_until(lambda: is_tagged(s3, s3_stack.bucket, report), 60, "the report tagged")
+    letters = read_topic(kafka_broker, dlq, expect=201)
     by_class: dict[str, list[int]] = defaultdict(list)
     for msg in letters:
         h = {k: (v or b"").decode() for k, v in msg.headers()}
@@ -282,11 +302,16 @@ def test_a_rejected_object_has_its_records_dead_lettered_once_with_the_reason(
             text = h["amberflo.error.message"]
             assert f"{topic}.0.200-399.ndjson.gz: BAD_REQUEST: 1 of 199 events" in text
             assert "field meterTimeInMillis: required; must be an integer between" in text
+            # replayed, the records derive the uniqueIds they were first sent with
+            assert h["amberflo.origin"].endswith(f"/0/{h['amberflo.source.offset']}")
+            assert h["amberflo.origin"].startswith(f"{topic}@")
     rejected = [o for o in range(200, 400) if o != 300]
-    assert by_class == {"DecodeError": [300], "S3ObjectRejected": rejected}
+    assert by_class == {"DecodeError": [300, 600], "S3ObjectRejected": rejected}
+    assert "0 dead letter(s) for" in restarted.output()
+    assert "(199 were in the dead-letter topic already)" in restarted.output()
     listing = subprocess.run(
         [sys.executable, "-m", "connector", "s3", "failures", "--json"],
-        env=proc.env,
+        env=restarted.env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -294,12 +319,4 @@ def test_a_rejected_object_has_its_records_dead_lettered_once_with_the_reason(
     )
     [row] = [orjson.loads(line) for line in listing.stdout.splitlines()]
     assert row["records"] == f"{topic}[0] 200-399" and row["dead_lettered"] is True
-    # What a restarted worker does: a new watcher (nothing in memory) owning the partition
-    # finds the report tagged and dead-letters nothing again.
-    proc.signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in proc.env.items():
-            mp.setenv(name, value)
-        restarted = FailureWatcher(load_settings(), lambda: {(topic, 0)}, threading.Event())
-        assert restarted.poll_once() == 0
+    assert emu.count(m) == 500

@@ -4,6 +4,7 @@ acknowledgements itself, in the orders that are hard to force on a real broker."
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +103,7 @@ class FakeSink:
 class FakeDlq:
     def __init__(self) -> None:
         self.letters: list[tuple[DeadLetter, Callable[[int], None], Callable[[], bool]]] = []
+        self.answers: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     def publish(
         self,
@@ -114,31 +116,52 @@ class FakeDlq:
         self.letters.append((letter, on_ack, wanted))
 
     def poll(self, _timeout: float = 0.0) -> None:
-        return None
+        """Runs the acknowledgements other threads queued in ``answers`` (as librdkafka runs
+        delivery callbacks inside ``poll``)."""
+        while not self.answers.empty():
+            self.answers.get_nowait()()
 
 
 class FakeLedger:
     """The DLQ as the ledger would read it: ``existing`` holds (partition, offset) of records
-    that already have a letter; the DLQ topic has two partitions."""
+    that already have a letter, ``reported`` those of failure reports' letters; the DLQ topic
+    has two partitions."""
 
     def __init__(self) -> None:
         self.existing: set[tuple[int, int]] = set()
+        self.reports: set[tuple[int, int]] = set()
         self.acks: list[tuple[int, int]] = []
         self.forgotten: list[int] = []
+        self.flying: dict[int, int] = {}  # partition → letters produced, not acknowledged
+        self.released: list[tuple[int, list[tuple[int, int]]]] = []
 
     def lettered(self, state: Any, offset: int) -> int | None:
-        return 0 if (state.partition, offset) in self.existing else None
+        key = (state.partition, offset)
+        return 0 if key in self.existing or key in self.reports else None
+
+    def reported(self, state: Any, offset: int) -> int | None:
+        return 0 if (state.partition, offset) in self.reports else None
 
     def producing(self, state: Any, offset: int) -> tuple[str, int]:
+        self.flying[state.partition] = self.flying.get(state.partition, 0) + 1
         return f"{state.topic}.dlq", state.partition % 2
 
-    def acked(self, state: Any, offset: int, dlq_offset: int) -> None:
+    def acked(self, state: Any, offset: int, dlq_offset: int, reported: bool = False) -> None:
+        self.flying[state.partition] -= 1
         self.acks.append((offset, dlq_offset))
+        (self.reports if reported else self.existing).add((state.partition, offset))
+
+    def in_flight(self, state: Any) -> int:
+        return self.flying.get(state.partition, 0)
+
+    def release(self, state: Any, open_ranges: list[tuple[int, int]]) -> None:
+        self.released.append((state.partition, open_ranges))
 
     def committed(self, commits: Any) -> None:
         list(commits)
 
     def forget(self, state: Any) -> None:
+        self.flying.pop(state.partition, None)
         self.forgotten.append(state.partition)
 
 
