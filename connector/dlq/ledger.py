@@ -83,6 +83,7 @@ class _Partition:
     producing: dict[int, int] = field(default_factory=dict)  # source offset → lowest DLQ offset
     reported: dict[int, int] = field(default_factory=dict)  # failure reports' letters, ditto
     mark: int | None = None  # last mark committed
+    loaded_at: float = field(default_factory=time.monotonic)  # when the DLQ was read
 
 
 class DeadLetterLedger:
@@ -144,12 +145,16 @@ class DeadLetterLedger:
         known = self._known.get(state)
         return len(known.producing) if known is not None else 0
 
-    def release(self, state: PartitionState, open_ranges: Iterable[tuple[int, int]]) -> None:
-        """Failure reports about ``state``'s partition were all looked at: keep only the
-        reported letters inside ``open_ranges`` (source offsets, inclusive: the reports not
-        tagged handled); the others no longer hold the mark."""
+    def release(
+        self, state: PartitionState, open_ranges: Iterable[tuple[int, int]], since: float
+    ) -> None:
+        """Every failure report about ``state``'s partition was looked at, from ``since``
+        (``time.monotonic()``) on: keep only the reported letters inside ``open_ranges``
+        (source offsets, inclusive: the reports not tagged handled); the others no longer
+        hold the mark.  Nothing is released when the DLQ was read after ``since``: it may
+        hold letters of a report that round did not see (written by another owner since)."""
         known = self._known.get(state)
-        if known is None or not known.reported:
+        if known is None or not known.reported or known.loaded_at > since:
             return
         ranges = list(open_ranges)
         known.reported = {

@@ -71,11 +71,13 @@ class _Letter:
 
 @dataclasses.dataclass(frozen=True)
 class OpenReports:
-    """After a round of the watcher: of the failure reports about ``partitions`` (looked at
-    in full), those not tagged handled cover these source offset ranges (inclusive)."""
+    """After a round of the watcher, begun at ``since`` (``time.monotonic()``): of the failure
+    reports about ``partitions`` (looked at in full), those not tagged handled cover these
+    source offset ranges (inclusive)."""
 
     partitions: frozenset[tuple[str, int]]
     ranges: dict[tuple[str, int], list[tuple[int, int]]]
+    since: float
 
 
 class DeadLetters:
@@ -177,10 +179,11 @@ class DeadLetters:
         """Letters of ``state``'s partition not acknowledged yet (a revoke waits for them)."""
         return self._ledger.in_flight(state)
 
-    def release(self, state: PartitionState, open_ranges: list[tuple[int, int]]) -> None:
+    def release(self, state: PartitionState, looked: OpenReports) -> None:
         """The watcher looked at every failure report about ``state``'s partition: only those
-        covering ``open_ranges`` are not tagged handled yet (``DeadLetterLedger.release``)."""
-        self._ledger.release(state, open_ranges)
+        covering the given ranges are not tagged handled yet (``DeadLetterLedger.release``)."""
+        key = (state.topic, state.partition)
+        self._ledger.release(state, looked.ranges.get(key, []), looked.since)
 
     def committed(self, commits: Iterable[tuple[PartitionState, int]]) -> None:
         """After a commit: store the ledger's marks and forget the letters of done records."""

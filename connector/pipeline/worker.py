@@ -362,7 +362,7 @@ class Worker:
             for key in item.partitions:
                 state = get(*key)
                 if state is not None:
-                    self.letters.release(state, item.ranges.get(key, []))
+                    self.letters.release(state, item)
 
     # -- records a decoder cannot read yet -------------------------------------------------
     def _hold(self, record: SourceRecord, exc: RetryableError) -> _Hold:

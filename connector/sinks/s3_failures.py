@@ -148,6 +148,7 @@ class FailureWatcher:
         """Handle every open report this worker owns; returns how many it handled.  After a
         complete round, tells the worker which reports of its partitions are still open."""
         handled = 0
+        since = time.monotonic()
         owned = set(self._owned())
         still_open: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for report in list_reports(self._s3, self.bucket, self.prefix):
@@ -169,7 +170,7 @@ class FailureWatcher:
                 handled += 1
             if report.key not in self._done:
                 still_open.setdefault(where, []).append((r.first, r.last))
-        self._submit(OpenReports(frozenset(owned), still_open))
+        self._submit(OpenReports(frozenset(owned), still_open, since))
         return handled
 
     def _handle(self, report: Report, r: ObjectRange) -> bool:

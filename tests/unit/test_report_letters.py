@@ -112,6 +112,6 @@ def test_reports_no_longer_open_are_released_for_owned_partitions_only(
 ) -> None:
     worker, _source, _dlq = make()
     worker._on_assign([("t", 0)])
-    looked = OpenReports(frozenset({("t", 0), ("t", 3)}), {("t", 0): [(200, 399)]})
-    handed(worker, looked, OpenReports(frozenset({("t", 0)}), {}))
+    looked = OpenReports(frozenset({("t", 0), ("t", 3)}), {("t", 0): [(200, 399)]}, 1.0)
+    handed(worker, looked, OpenReports(frozenset({("t", 0)}), {}, 2.0))
     assert ledger.released == [(0, [(200, 399)]), (0, [])]

@@ -154,7 +154,7 @@ class FakeLedger:
     def in_flight(self, state: Any) -> int:
         return self.flying.get(state.partition, 0)
 
-    def release(self, state: Any, open_ranges: list[tuple[int, int]]) -> None:
+    def release(self, state: Any, open_ranges: list[tuple[int, int]], since: float) -> None:
         self.released.append((state.partition, open_ranges))
 
     def committed(self, commits: Any) -> None:
