@@ -37,17 +37,22 @@ class ReportLetters:
     """The dead letters of one failure report about ``topic``/``partition``, handed by the
     watcher's thread to the worker's main thread (``Worker.report``).
 
-    ``letters``: one per re-read record (source offset = the record's); ``gone``: the letter
-    standing for the offsets no longer in Kafka (source offset = the object's first), written
-    unless a failure report's letter with that source offset exists.  ``finished`` is set once
-    every letter is in the DLQ, acknowledged now or found there (``complete``), or when the
-    partition was not (or no longer) this worker's (not ``complete``: the report stays open).
+    ``letters``: one per re-read record (source offset = the record's), in offset order;
+    ``gone``: the letter standing for the offsets no longer in Kafka, with the last of them as
+    source offset; ``last``: the object's last offset.  ``finished`` is set once every letter
+    is in the DLQ, acknowledged now or found there (``complete``), or when the partition was
+    not (or no longer) this worker's (not ``complete``: the report stays open).
     """
 
     def __init__(
-        self, topic: str, partition: int, letters: list[DeadLetter], gone: DeadLetter | None
+        self,
+        topic: str,
+        partition: int,
+        letters: list[DeadLetter],
+        gone: DeadLetter | None = None,
+        last: int = -1,
     ) -> None:
-        self.topic, self.partition = topic, partition
+        self.topic, self.partition, self.last = topic, partition, last
         self.letters, self.gone = letters, gone
         self.written = self.found = 0
         self.complete = False
@@ -143,11 +148,16 @@ class DeadLetters:
                 todo.append(letter)
             else:
                 job.found += 1
-        if job.gone is not None:
-            if ledger.reported(state, job.gone.record.offset) is None:
-                todo.append(job.gone)
-            else:
+        gone = job.gone
+        if gone is not None:
+            # A report's letters are written in offset order (the gone offsets' letter first)
+            # and acknowledged in that order, so a report letter at or past the last gone
+            # offset means an earlier attempt wrote a letter for everything before it.
+            past = range(gone.record.offset, job.last + 1)
+            if any(ledger.reported(state, o) is not None for o in past):
                 job.found += 1
+            else:
+                todo.insert(0, gone)
         if job.found:
             metrics.DEAD_LETTERS_FOUND.inc(job.found)
         if not todo:

@@ -36,10 +36,14 @@ is remembered only by the process, is closed once handled, and is handled again,
 letters, after a restart.  A letter still unacknowledged when its partition was revoked
 (after the revoke wait, ``CONNECTOR_SHUTDOWN_TIMEOUT_S``) or lost can be acknowledged after
 the new owner read the DLQ: that record then has two letters (``dlq inspect`` and ``dlq
-replay`` count it once).  When records of an object whose letters were cut short by a crash
-are deleted by retention before the report is handled again, those records' letters are
-replaced by the one "no longer in Kafka" letter only if none was written before.  A report
-about a partition no worker owns (a topic no longer subscribed) waits.
+replay`` count it once).  A report about a partition no worker owns (a topic no longer
+subscribed) waits.
+
+Offsets retention deleted since an earlier attempt at the report: their letter is written
+unless a letter of that report exists at or past the last of them (the report's letters are
+produced in offset order, the "no longer in Kafka" one first, to one DLQ partition by an
+idempotent producer, so what an interrupted attempt left is a prefix); that letter's source
+offset is the last offset gone.
 """
 
 from __future__ import annotations
@@ -182,15 +186,15 @@ class FailureWatcher:
         letters, start = self._letters(r, message)
         gone = None
         if start > r.first:
-            record = SourceRecord(
-                r.topic, r.partition, r.first, 0, report.object_key.encode(), None
+            record = SourceRecord(  # the last offset gone: see ReportLetters
+                r.topic, r.partition, start - 1, 0, report.object_key.encode(), None
             )
             text = (
                 f"{message} (offsets {r.first}-{start - 1} are no longer in Kafka: this letter "
                 "carries the object key, not the records)"
             )
             gone = DeadLetter(record, "sink", ERROR_CLASS, text)
-        job = ReportLetters(r.topic, r.partition, letters, gone)
+        job = ReportLetters(r.topic, r.partition, letters, gone, r.last)
         self._submit(job)
         deadline = time.monotonic() + WAIT_S
         while not job.finished.wait(0.2):
