@@ -19,9 +19,7 @@ Delivery contract
 * A record a decoder cannot read for lack of infrastructure (``RetryableError``: a schema
   registry that is down) is not the record's fault and is never dead-lettered: its partition
   is rewound to it and paused (the rest of that partition in the same poll is dropped, to be
-  fetched again), and fetched again after a backoff (the sink's retry settings) while polling
-  goes on.  Nothing past it is committed meanwhile; after ``sink.retry_timeout_s`` (when set)
-  of failing the connector stops.
+  fetched again), and fetched again after a backoff while polling goes on (``pipeline.holds``).
 * First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``
   counted from the signal (a revoke wait in progress shares that deadline), commit, close.
   During start-up (credential check, broker wait, DLQ topics) nothing is consumed yet: the
@@ -30,9 +28,9 @@ Delivery contract
 * A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
 
 Only the main thread touches the consumer, the checkpoint and the DLQ producer; ``max_in_flight``
-daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue.  Batches are
-assembled as the sink's ``Batching`` asks (``pipeline.batches``: the S3 sink's batches hold one
-partition's aligned run of offsets).
+daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue
+(``pipeline.delivery``).  Batches are assembled as the sink's ``Batching`` asks
+(``pipeline.batches``: the S3 sink's batches hold one partition's aligned run of offsets).
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ import gc
 import logging
 import os
 import queue
-import random
 import signal
 import sys
 import threading
@@ -54,7 +51,7 @@ from confluent_kafka import KafkaError, Message
 from connector import metrics
 from connector.dlq.ledger import DeadLetterLedger
 from connector.dlq.publish import DeadLetterPublisher
-from connector.errors import FatalError, RecordError, RetryableError, ThrottledError
+from connector.errors import FatalError, RecordError, RetryableError
 from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics, topic_ids
@@ -62,31 +59,20 @@ from connector.pipeline.batches import Batch, Batches
 from connector.pipeline.budget import EVENT_BYTES, RECORD_BYTES, Budget
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
+from connector.pipeline.delivery import Result, deliver_loop
+from connector.pipeline.holds import Hold, Holds
 from connector.pipeline.letters import DeadLetters, OpenReports, ReportLetters
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
 from connector.records import CustomerUpdate, Headers, MeterEvent, SourceRecord
 from connector.settings import Settings
 from connector.sinks import make_sink
-from connector.sinks.base import Abandoned, Item, Outcome, Sink
+from connector.sinks.base import Abandoned, Item, Sink
 
 log = logging.getLogger("connector.worker")
 
-_Result = Outcome | CustomerDone | BaseException
-
 SWITCH_INTERVAL_S = 0.0005
 """CPython's GIL switch interval in a worker process (see ``_tune_interpreter``)."""
-
-
-class _Hold:
-    """A partition rewound to a record its decoder could not read (see ``Worker._hold``)."""
-
-    __slots__ = ("attempts", "since", "until")
-
-    def __init__(self, now: float) -> None:
-        self.since = now  # first failure since the partition last read a record
-        self.attempts = 0
-        self.until = 0.0  # while non-zero: paused, fetched again from this time on
 
 
 class _StopRequested(BaseException):
@@ -128,18 +114,22 @@ class Worker:
             settings, self._on_assign, self._on_revoke, self._on_lost, self.progress.on_stats
         )
         self._jobs: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self.reports: queue.SimpleQueue[ReportLetters | OpenReports] = queue.SimpleQueue()
-        self._in_flight = 0
         self._batches = Batches(self.sink.batching, self._submit)
         self.budget = Budget(settings.sink)
         self._stash: list[Message] = []  # the rest of a poll that did not fit the budget
         self._last_commit = time.monotonic()
         self._commit_allowed = True
-        self._holds: dict[tuple[str, int], _Hold] = {}
+        self._holds = Holds(settings.sink, self.source)
         self._customers: CustomerSync | None = None  # started by the first customer update
         self._threads = [
-            threading.Thread(target=self._deliver_loop, name=f"sink-{i}", daemon=True)
+            threading.Thread(
+                target=deliver_loop,
+                args=(self.sink, self._jobs, self._done, self.budget),
+                name=f"sink-{i}",
+                daemon=True,
+            )
             for i in range(settings.sink.max_in_flight)
         ]
 
@@ -262,7 +252,7 @@ class Worker:
         get_state = self.checkpoint.get
         state: PartitionState | None = None
         holds = self._holds
-        hold: _Hold | None = None
+        hold: Hold | None = None
         topic: str | None = None
         partition = -1
         records = unowned = 0
@@ -308,7 +298,7 @@ class Worker:
                 self.letters.reject(record, exc, state)
                 continue
             except RetryableError as exc:
-                hold = self._hold(record, exc)
+                hold = holds.hold(record, exc)
                 continue
             if hold is not None:  # the partition reads again
                 del holds[(topic, partition)]
@@ -364,56 +354,9 @@ class Worker:
                 if state is not None:
                     self.letters.release(state, item)
 
-    # -- records a decoder cannot read yet -------------------------------------------------
-    def _hold(self, record: SourceRecord, exc: RetryableError) -> _Hold:
-        """Rewind ``record``'s partition to it and pause it for a backoff; stop the connector
-        once it has failed for ``retry_timeout_s``.  Nothing of it is tracked, so nothing at
-        or past it is committed."""
-        cfg = self.settings.sink
-        now = time.monotonic()
-        key = (record.topic, record.partition)
-        hold = self._holds.get(key)
-        if hold is None:
-            hold = self._holds[key] = _Hold(now)
-        hold.attempts += 1
-        failing = now - hold.since
-        if cfg.retry_timeout_s is not None and failing >= cfg.retry_timeout_s:
-            raise FatalError(
-                f"{record.topic}[{record.partition}] could not be decoded for {failing:.0f}s "
-                f"(CONNECTOR_SINK__RETRY_TIMEOUT_S): {exc}"
-            )
-        delay = min(cfg.retry_max_s, cfg.retry_initial_s * 2 ** min(hold.attempts - 1, 30))
-        delay *= 0.5 + random.random() / 2  # jitter: workers do not retry in step
-        if isinstance(exc, ThrottledError) and exc.retry_after:
-            delay = max(delay, min(exc.retry_after, cfg.retry_max_s))
-        self.source.hold(record.topic, record.partition, record.offset)
-        hold.until = now + delay
-        metrics.DECODE_RETRIES.inc()
-        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
-        log.warning(
-            "%s; %s[%d] waits at offset %d, again in %.1fs (attempt %d, not dead-lettered)",
-            exc,
-            record.topic,
-            record.partition,
-            record.offset,
-            delay,
-            hold.attempts,
-        )
-        return hold
-
     def _release_due(self) -> None:
-        now = time.monotonic()
-        for (topic, partition), hold in self._holds.items():
-            if hold.until and hold.until <= now:
-                hold.until = 0.0
-                self.source.release(topic, partition)
-        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
-
-    def _unhold(self, parts: list[tuple[str, int]]) -> None:
-        for key in parts:
-            self._holds.pop(key, None)
-        self.source.forget(parts)
-        metrics.HELD.set(sum(1 for h in self._holds.values() if h.until))
+        """Partitions whose decoder backoff is over are fetched again (``pipeline.holds``)."""
+        self._holds.release_due()
 
     # -- delivery -------------------------------------------------------------------------
     def _customer_update(
@@ -428,21 +371,6 @@ class Worker:
 
     def _submit(self, batch: Batch) -> None:
         self._jobs.put(batch)
-        self._in_flight += 1
-
-    def _deliver_loop(self) -> None:
-        while True:
-            items = self._jobs.get()
-            if items is None:
-                return
-            result: _Result
-            try:
-                result = self.sink.deliver(items)
-                _observe_delay(result.delivered)
-            except BaseException as exc:  # handed to the main thread, which decides
-                result = exc
-            self.budget.release(len(items))
-            self._done.put(result)
 
     def _drain(self, wait: float = 0.0) -> None:
         """Apply finished deliveries to the checkpoint; re-raise a delivery's FatalError."""
@@ -456,7 +384,6 @@ class Worker:
             if isinstance(result, CustomerDone):
                 self._customer_done(result)
                 continue
-            self._in_flight -= 1
             if isinstance(result, Abandoned):
                 continue
             if isinstance(result, BaseException):
@@ -547,7 +474,7 @@ class Worker:
         if self._stash:  # read under the old assignment: the partition's next owner reads it
             gone = set(parts)
             self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in gone]
-        self._unhold(parts)
+        self._holds.forget(parts)
         for key in parts:
             state = self.checkpoint.partitions.get(key)
             if state is not None:
@@ -598,15 +525,6 @@ def _tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
-def _observe_delay(delivered: list[Item]) -> None:
-    """One delay observation per acknowledged request, for its oldest record (called in the
-    sink thread right after the acknowledgement; records without a timestamp are skipped)."""
-    if delivered:
-        oldest = min(item.record.timestamp_ms for item in delivered)
-        if oldest > 0:
-            metrics.DELAY.observe(time.time() - oldest / 1000)
 
 
 def _fmt(parts: list[tuple[str, int]]) -> str:
