@@ -7,11 +7,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connector.embedded import EmbeddedBroker, EmbeddedEmulator, EmbeddedS3
 from connector.local_registry import LocalSchemaRegistry
+from tests.integration.harness import wait_until
+from tests.integration.s3_support import client
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,20 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Stack]:
             s3_poll_s=0.2,
         ) as emu,
     ):
+        # The intake creates the bucket in the background: the first test must not race it.
+        s3_api = client(s3.endpoint_url)
+        wait_until(lambda: _bucket_exists(s3_api, S3_BUCKET), 30, f"bucket {S3_BUCKET}")
         yield S3Stack(s3.endpoint_url, S3_BUCKET, Emulator(emu.base_url, emu.api_key, emu.db, emu))
+
+
+def _bucket_exists(s3_api: Any, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3_api.head_bucket(Bucket=bucket)
+    except ClientError:
+        return False
+    return True
 
 
 @pytest.fixture
