@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connector.amberflo.client import AmberfloClient, usage_query
+from connector.amberflo.client import AmberfloClient
+from connector.amberflo.models import usage_query
 from connector.embedded import (
     FAST_GROUP,
     EmbeddedBroker,

@@ -1,6 +1,6 @@
 """Typed client for the Amberflo API (customers, plans, meters, usage, simple ingest)."""
 
-from connector.amberflo.client import AmberfloClient, usage_query
+from connector.amberflo.client import AmberfloClient
 from connector.amberflo.models import (
     ClientMeter,
     Customer,
@@ -8,6 +8,7 @@ from connector.amberflo.models import (
     PlanAssignment,
     UsageQuery,
     UsageReport,
+    usage_query,
 )
 from connector.amberflo.status import AmberfloApiError
 

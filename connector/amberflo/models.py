@@ -9,6 +9,7 @@ fields are left out of a body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -89,6 +90,37 @@ class UsageQuery(Wire):
     group_by: list[str] | None = None
     filter: dict[str, list[str]] | None = None
     take: Take | None = None
+
+
+def usage_query(
+    meter_api_name: str,
+    start_time_in_seconds: int,
+    end_time_in_seconds: int | None = None,
+    *,
+    aggregation: Aggregation = "SUM",
+    interval: Interval = "DAY",
+    group_by: Sequence[str] | None = None,
+    filters: Mapping[str, Sequence[str]] | None = None,
+    take: int | None = None,
+    ascending: bool = False,
+) -> UsageQuery:
+    """A ``/usage`` query; unset options are left out of the body."""
+    time_range = TimeRange(start_time_in_seconds=start_time_in_seconds)
+    if end_time_in_seconds is not None:
+        time_range.end_time_in_seconds = end_time_in_seconds
+    query = UsageQuery(
+        meter_api_name=meter_api_name,
+        aggregation=aggregation,
+        time_grouping_interval=interval,
+        time_range=time_range,
+    )
+    if group_by:
+        query.group_by = list(group_by)
+    if filters:
+        query.filter = {k: list(v) for k, v in filters.items()}
+    if take is not None:
+        query.take = Take(limit=take, is_ascending=ascending)
+    return query
 
 
 class UsageValue(Wire):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from connector.amberflo.client import AmberfloClient, usage_query
-from connector.amberflo.models import Aggregation, Interval, UsageQuery, UsageReport
+from connector.amberflo.client import AmberfloClient
+from connector.amberflo.models import Aggregation, Interval, UsageQuery, UsageReport, usage_query
 from connector.amberflo.status import AmberfloApiError
 from connector.reconcile.model import Cell, Window
 
