@@ -1,4 +1,5 @@
-"""Kafka client plumbing every command shares: client configurations and topic creation.
+"""Kafka client plumbing every command shares: client configurations, topic creation, and
+reading topics without joining a group.
 
 The connector's consumer and DLQ producer configurations are built here, once, from the
 settings (``connector.settings.librdkafka`` builds both clients from them when the settings are
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.errors import FatalError
@@ -225,3 +226,84 @@ class TopicIds:
         if not high and not low:
             return topic
         return f"{topic}@{uuid.UUID(int=(high << 64) | low)}"
+
+
+# -- reading outside the consumer group (dlq tools, previews, reconcile, S3 failure reports) --
+#
+# Such a reader never joins a group and never commits: partitions are ``assign()``-ed
+# directly.  The end of a topic is where a poll stays empty for ``idle_s`` seconds, not the
+# broker's end offsets, which some brokers (Tansu) report wrongly.
+
+IDLE_CAP_FACTOR = 5
+"""Longest wait for a partition that never reports its end, in units of ``idle_s``."""
+
+
+def open_reader(
+    settings: Settings, group_id: str, extra: Mapping[str, LibrdkafkaValue] | None = None
+) -> Consumer:
+    """A consumer that never commits (use it with ``assign()``); ``extra`` adds or overrides
+    librdkafka properties."""
+    return Consumer(
+        {
+            **client_config(settings),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "client.id": "amberflo-connector-dlq-tool",
+            "enable.partition.eof": True,
+            **(extra or {}),
+        }
+    )
+
+
+def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
+    """The partition ids of ``topic``, or None when it does not exist."""
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        raise FatalError(f"cannot read topic metadata of {topic!r}: {exc}") from exc
+    t = meta.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        return None
+    return sorted(t.partitions)
+
+
+def scan(
+    consumer: Consumer,
+    idle_s: float,
+    stop: Callable[[], bool],
+    settled: Callable[[], set[tuple[str, int]]] = set,
+) -> Iterator[Message]:
+    """Messages of the current assignment until the end, or until ``stop()``.
+
+    The end is a poll staying empty for ``idle_s`` once every assigned partition (except those
+    in ``settled()``, e.g. paused ones) has reported end-of-partition at least once, so a slow
+    first fetch is not mistaken for an empty topic.  End-of-partition alone is not trusted (it
+    follows the broker's end offset, which Tansu reports too low); without it the wait is
+    capped at ``IDLE_CAP_FACTOR × idle_s``.
+    """
+    last = time.monotonic()
+    at_end: set[tuple[str, int]] = set()
+    while not stop():
+        batch = consumer.consume(500, min(idle_s, 0.2))
+        got = False
+        for msg in batch:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add((str(msg.topic()), int(msg.partition() or 0)))
+                    continue
+                raise FatalError(f"reading {msg.topic()} failed: {err.str()}")
+            got = True
+            yield msg
+        now = time.monotonic()
+        if got:
+            last = now
+            continue
+        idle = now - last
+        if idle < idle_s:
+            continue
+        waiting = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        if not (waiting - at_end - settled()) or idle >= IDLE_CAP_FACTOR * idle_s:
+            return

@@ -50,14 +50,9 @@ def dlq_inspect(
     import orjson
     from rich.console import Console
 
-    from connector.dlq.inspect import (
-        DeadLetterView,
-        FirstLetters,
-        Summary,
-        default_topics,
-        letters_table,
-    )
+    from connector.dlq.inspect import FirstLetters, Summary, default_topics, letters_table
     from connector.dlq.inspect import read_dead_letters as read
+    from connector.dlq.view import DeadLetterView
     from connector.settings import load_settings
 
     settings = load_settings(config_file, for_run=False, kafka_clients=True)

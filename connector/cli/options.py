@@ -49,7 +49,7 @@ def time_option(
     name: str, text: str, dest: str | None = None
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-        from connector.dlq.inspect import parse_time
+        from connector.timefmt import parse_time
 
         if value is None:
             return None

@@ -1,1 +1,1 @@
-"""The dead-letter topic: publish, inspect, replay."""
+"""The dead-letter topic: publish, read back (view), inspect, replay; the ledger of letters."""

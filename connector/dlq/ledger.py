@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from connector.dlq.inspect import DeadLetterView
+from connector.dlq.view import DeadLetterView
 from connector.errors import FatalError
 from connector.kafka import client_config, ensure_topics
 from connector.settings import Settings

@@ -1,4 +1,5 @@
-"""The dead-letter topic: publishing (here), inspecting (``inspect``) and replaying (``replay``).
+"""The dead-letter topic: publishing (here), reading back (``view``), inspecting (``inspect``)
+and replaying (``replay``).
 
 Contract: ``DeadLetterPublisher.publish(letter, on_ack, wanted, partition)`` calls
 ``on_ack(dlq_offset)`` only after the broker acknowledged the dead letter (acks=all,

@@ -53,16 +53,17 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from connector.dlq.inspect import (
-    REPLAY_SOURCE_HEADER,
-    DeadLetterView,
-    FirstLetters,
+from connector.dlq.inspect import FirstLetters
+from connector.dlq.view import REPLAY_SOURCE_HEADER, DeadLetterView
+from connector.errors import FatalError
+from connector.kafka import (
+    client_config,
+    dlq_producer_config,
     open_reader,
     partitions_of,
+    produce_queued,
     scan,
 )
-from connector.errors import FatalError
-from connector.kafka import client_config, dlq_producer_config, produce_queued
 from connector.settings import Settings
 
 WINDOW = 500

@@ -95,7 +95,7 @@ def read_records(
 ) -> Iterator[SourceRecord | str]:
     """Up to ``limit`` records of each topic from its beginning; a topic that does not
     exist yields its name (to be reported) instead."""
-    from connector.dlq.inspect import open_reader, partitions_of, scan
+    from connector.kafka import open_reader, partitions_of, scan
 
     consumer = open_reader(settings, f"amberflo-connector-mappings-preview-{time.time_ns()}")
     try:

@@ -34,9 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connector.dlq.inspect import parse_time
 from connector.records import MeterEvent
-from connector.timefmt import ms_to_iso
+from connector.timefmt import ms_to_iso, parse_time
 
 Cell = tuple[str, str, int]
 """(meterApiName, customerId, bucket start in epoch seconds)."""

@@ -25,9 +25,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connector.dlq.inspect import open_reader, partitions_of, read_dead_letters, scan
+from connector.dlq.inspect import read_dead_letters
 from connector.errors import ConfigError, FatalError, RecordError
 from connector.formats import Mapper, Mappers
+from connector.kafka import open_reader, partitions_of, scan
 from connector.pipeline.subscription import Subscription
 from connector.reconcile.model import Tally, iso
 from connector.records import CustomerUpdate, SourceRecord

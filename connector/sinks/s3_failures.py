@@ -226,7 +226,7 @@ class FailureWatcher:
 
     def _letters(self, r: ObjectRange, message: str) -> tuple[list[DeadLetter], int]:
         """Dead letters of the object's records still in Kafka, and the first offset there."""
-        from connector.dlq.inspect import open_reader, scan
+        from connector.kafka import open_reader, scan
 
         reader = open_reader(self.settings, f"amberflo-connector-s3-failures-{r.topic}")
         try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from connector.dlq.inspect import DeadLetterView, FirstLetters, Summary, parse_time
+from connector.dlq.inspect import FirstLetters, Summary
 from connector.dlq.publish import error_headers
 from connector.dlq.replay import ReplayReport
+from connector.dlq.view import DeadLetterView
 from connector.records import DeadLetter, SourceRecord
+from connector.timefmt import parse_time
 
 REC = SourceRecord("usage", 3, 41, 1_767_225_600_000, b"k", b'{"x":1}', (("trace", b"t1"),))
 
