@@ -24,9 +24,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from connector.emulator.documents import ConflictError
 from connector.emulator.models import CustomerIn, CustomerPricingIn, MeterDefinitionIn, MeterIn
 from connector.emulator.state import ApiError, not_found, now_ms, state
-from connector.emulator.store import ConflictError, Store
+from connector.emulator.store import Store
 
 router = APIRouter()
 

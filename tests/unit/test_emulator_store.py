@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.emulator.documents import ConflictError
 from connector.emulator.ingest import prepare
-from connector.emulator.store import ConflictError, Store
+from connector.emulator.store import Store
 
 T = 1_700_000_000_000
 
