@@ -20,9 +20,9 @@ Before a window is produced, the lowest offset each of its target partitions can
 committed in a second group, ``<replay group>.pending.<dlq topic>``; that group is deleted once
 the window is committed.  A run that finds it (the previous run was interrupted between
 producing and committing) reads those target partitions from there and skips every dead
-letter whose ``amberflo.replay.source`` is already on them.  So an interrupted replay resumes
-where it stopped and never republishes a record twice — as long as one replay of a DLQ topic
-runs at a time.
+letter whose ``amberflo.replay.source`` is already on them (``connector.dlq.resume``).  So an
+interrupted replay resumes where it stopped and never republishes a record twice — as long as
+one replay of a DLQ topic runs at a time.
 
 Several dead letters of one source record (older versions wrote one per crash) are replayed
 once: the later ones are passed over as duplicates.
@@ -34,30 +34,26 @@ partition without being passed, so a later run with a later ``until`` continues 
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
 from connector.dlq.inspect import FirstLetters
-from connector.dlq.view import REPLAY_SOURCE_HEADER, DeadLetterView
+from connector.dlq.resume import Marks, PendingMarks
+from connector.dlq.view import DeadLetterView
 from connector.errors import FatalError
 from connector.kafka import (
-    client_config,
     dlq_producer_config,
     open_reader,
     partitions_of,
@@ -133,13 +129,11 @@ class Replayer:
         self.progress = progress or (lambda _r: None)
         self.report = ReplayReport(dry_run=dry_run)
         self._firsts = FirstLetters()  # duplicate letters of one record: replayed once
-        self._conf = client_config(settings)
-        self._admin = AdminClient(dict(self._conf))
+        self._marks = PendingMarks(settings, self.group, idle_s)
         self._consumer = open_reader(settings, self.group)
         self._producer: Producer | None = None
         self._target_parts: dict[str, int] = {}
         self._next: dict[tuple[str, int], int] = {}  # one past our last acked record there
-        self._marks: dict[str, Consumer] = {}  # committers of the pending groups
 
     # -- public ------------------------------------------------------------------------
     def run(self, topics: list[str], on_missing: Callable[[str], None] | None = None) -> None:
@@ -153,8 +147,7 @@ class Replayer:
                 self._replay_topic(topic, parts)
         finally:
             self._consumer.close()
-            for c in self._marks.values():
-                c.close()
+            self._marks.close()
             if self._producer is not None:
                 self._producer.flush(10)
 
@@ -163,8 +156,8 @@ class Replayer:
         committed = self._consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
         start = {tp.partition: tp.offset for tp in committed}
         pending_group = f"{self.group}.pending.{topic}"
-        pending = self._pending(pending_group)
-        already = self._find_republished(topic, pending, start) if pending else set()
+        pending = self._marks.read(pending_group)
+        already = self._marks.republished(topic, pending, start) if pending else set()
         self._consumer.assign(
             [TopicPartition(topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in start.items()]
         )
@@ -180,7 +173,7 @@ class Replayer:
             start.update({q: o + 1 for q, o in passed.items()})
             # The marks may go once every dead letter they protect is committed past.
             if pending and not self.dry_run and not any(o >= start[q] for q, o in already):
-                self._delete_group(pending_group)
+                self._marks.clear(pending_group)
                 pending = {}
             window.clear()
             passed.clear()
@@ -245,16 +238,14 @@ class Replayer:
         return zlib.crc32(letter.key or b"") % n
 
     # -- producing -----------------------------------------------------------------------
-    def _publish(
-        self, window: list[_Planned], pending_group: str, pending: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], int]:
+    def _publish(self, window: list[_Planned], pending_group: str, pending: Marks) -> Marks:
         """Produce the window and wait for every acknowledgement; returns the pending marks."""
         if not window:
             return pending
         new = {(w.target, w.partition) for w in window} - set(pending)
         if new:
             marks = {tp: self._low_bound(*tp) for tp in sorted(new)}
-            self._commit_group(pending_group, marks)
+            self._marks.record(pending_group, marks)
             pending = {**pending, **marks}
         producer = self._get_producer()
         failures: list[str] = []
@@ -329,93 +320,3 @@ class Replayer:
                 f"cannot commit the replay progress of group {self.group!r}: {exc}; records "
                 "republished since the last commit are recognised by the next run"
             ) from exc
-
-    def _commit_group(self, group: str, marks: dict[tuple[str, int], int]) -> None:
-        c = self._marks.get(group)
-        if c is None:
-            c = self._marks[group] = Consumer(
-                {**self._conf, "group.id": group, "enable.auto.commit": False}
-            )
-        try:
-            c.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in marks.items()],
-                asynchronous=False,
-            )
-        except KafkaException as exc:
-            raise FatalError(f"cannot record the replay window in {group!r}: {exc}") from exc
-
-    def _pending(self, group: str) -> dict[tuple[str, int], int]:
-        """The marks an interrupted run left: target partition → lowest offset it produced at."""
-        futures = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-        try:
-            result = futures[group].result(10)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                return {}
-            raise FatalError(f"cannot read the replay marks of {group!r}: {exc}") from exc
-        return {
-            (tp.topic, tp.partition): tp.offset
-            for tp in result.topic_partitions or []
-            if tp.offset >= 0
-        }
-
-    def _delete_group(self, group: str) -> None:
-        for future in self._admin.delete_consumer_groups([group], request_timeout=10).values():
-            try:
-                future.result(10)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                    continue
-                raise FatalError(f"cannot clear the replay marks {group!r}: {exc}") from exc
-
-    def _find_republished(
-        self, topic: str, pending: dict[tuple[str, int], int], start: dict[int, int]
-    ) -> set[tuple[int, int]]:
-        """(partition, offset) of ``topic``'s dead letters already on their targets."""
-        found: set[tuple[int, int]] = set()
-        reader = open_reader(self.settings, f"{self.group}.scan-{time.time_ns()}")
-        try:
-            for source in self._markers(reader, pending):
-                head, _, off = source.rpartition("/")
-                name, _, part = head.rpartition("/")
-                if name == topic and part.isdigit() and off.isdigit():
-                    p, o = int(part), int(off)
-                    if o >= start.get(p, 0):
-                        found.add((p, o))
-        finally:
-            reader.close()
-        return found
-
-    def _markers(self, reader: Consumer, marks: dict[tuple[str, int], int]) -> Iterator[str]:
-        """``amberflo.replay.source`` values on each marked partition from its offset on.
-
-        Reads every partition up to its end offset as of now and then ``idle_s`` longer (some
-        brokers report an end offset below the last record); or until a poll stays empty for
-        ``idle_s``.
-        """
-        ends: dict[tuple[str, int], int] = {}
-        for (t, p), low in marks.items():
-            _low, high = reader.get_watermark_offsets(
-                TopicPartition(t, p), timeout=10, cached=False
-            )
-            if high > low:
-                ends[(t, p)] = high
-        reader.assign([TopicPartition(t, p, low) for (t, p), low in marks.items()])
-        reached: list[float] = []
-
-        def done() -> bool:
-            if not reached and not ends:
-                reached.append(time.monotonic())
-            return bool(reached) and time.monotonic() - reached[0] >= self.idle_s
-
-        for msg in scan(reader, self.idle_s, done):
-            key = (str(msg.topic()), int(msg.partition() or 0))
-            if key in ends and (msg.offset() or 0) + 1 >= ends[key]:
-                del ends[key]
-            raw = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-            for k, v in raw or ():
-                if k == REPLAY_SOURCE_HEADER and v:
-                    yield v.decode("utf-8", "replace")
-        reader.unassign()
