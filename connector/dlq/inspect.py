@@ -27,15 +27,7 @@ ERROR_PREVIEW_CHARS = 160
 
 def default_topics(settings: Settings) -> list[str]:
     """The DLQ topic of each configured source topic (patterns have none to derive)."""
-    if settings.dlq.topic:
-        return [settings.dlq.topic]
-    out: list[str] = []
-    for t in settings.kafka.topics:
-        if t.startswith("^"):
-            continue
-        name = settings.dlq_topic_for(t)
-        if name not in out:
-            out.append(name)
+    out = settings.dlq_topics()
     if not out:
         raise ConfigError(
             "no dead-letter topic to read: give --topic, or set CONNECTOR_DLQ__TOPIC or "

@@ -166,10 +166,7 @@ class Worker:
             if any(m.format == "avro" for m in cfg.mappings):
                 check_registry(cfg, cfg.kafka.startup_timeout_s)
             self.source.start()
-            if cfg.dlq.topic:
-                ensure_topics(cfg, {cfg.dlq.topic})
-            else:
-                ensure_topics(cfg, {cfg.dlq_topic_for(t) for t in cfg.kafka.topics if t[0] != "^"})
+            ensure_topics(cfg, set(cfg.dlq_topics()))
             self._starting = False
         except _StopRequested as stop:
             self._starting = False

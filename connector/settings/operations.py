@@ -38,7 +38,7 @@ class LogSettings(Section):
 
     @field_validator("levels", mode="before")
     @classmethod
-    def upper_levels(cls, value: Any) -> Any:
+    def _upper_levels(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {k: upper_level(v) for k, v in value.items()}
         return value

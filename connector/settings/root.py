@@ -117,3 +117,11 @@ class Settings(BaseSettings):
 
     def dlq_topic_for(self, source_topic: str) -> str:
         return self.dlq.topic or f"{source_topic}.dlq"
+
+    def dlq_topics(self) -> list[str]:
+        """The DLQ topic of each configured source topic, each once, in order (a ``^``
+        pattern has none to derive until it matches a topic)."""
+        if self.dlq.topic:
+            return [self.dlq.topic]
+        named = (t for t in self.kafka.topics if not t.startswith("^"))
+        return list(dict.fromkeys(self.dlq_topic_for(t) for t in named))
