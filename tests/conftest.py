@@ -13,7 +13,7 @@ import pytest
 
 from connector.embedded import EmbeddedBroker, EmbeddedEmulator, EmbeddedS3
 from connector.local_registry import LocalSchemaRegistry
-from tests.integration.harness import wait_until
+from tests.integration.harness import ConnectorProcess, Emu, wait_until
 from tests.integration.s3_support import client
 
 
@@ -39,6 +39,28 @@ def amberflo_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emul
     d = tmp_path_factory.mktemp("emulator")
     with EmbeddedEmulator(db=d / "emulator.db", api_key="test-key", log_path=d / "log") as emu:
         yield Emulator(emu.base_url, emu.api_key, emu.db, emu)
+
+
+@pytest.fixture
+def emu(amberflo_emulator: Emulator) -> Emu:
+    """The session emulator's control API (a module with another emulator overrides it)."""
+    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
+
+
+@pytest.fixture
+def connectors(tmp_path: Path) -> Iterator[Callable[..., ConnectorProcess]]:
+    """Starts ``amberflo-connector run`` child processes (``launch(env, args)``, logs in
+    ``tmp_path``) and closes every one of them when the test ends."""
+    procs: list[ConnectorProcess] = []
+
+    def launch(env: dict[str, str], args: list[str] | None = None) -> ConnectorProcess:
+        p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log", args)
+        procs.append(p)
+        return p
+
+    yield launch
+    for p in procs:
+        p.close()
 
 
 @pytest.fixture(scope="session")

@@ -98,20 +98,13 @@ def meter() -> str:
 
 
 @pytest.fixture
-def emu(amberflo_emulator: Emulator) -> Emu:
-    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
-
-
-@pytest.fixture
 def start(
     kafka_broker: str,
     amberflo_emulator: Emulator,
     schema_registry: LocalSchemaRegistry,
-    tmp_path: Path,
+    connectors: Callable[..., ConnectorProcess],
     emu: Emu,
 ) -> Iterator[Callable[..., ConnectorProcess]]:
-    procs: list[ConnectorProcess] = []
-
     def _start(
         topics: list[str], group: str, mappings: list[dict[str, Any]], **extra: str
     ) -> ConnectorProcess:
@@ -127,16 +120,12 @@ def start(
             CONNECTOR_MAPPINGS=json.dumps(mappings),
             **extra,
         )
-        p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log")
-        procs.append(p)
-        return p
+        return connectors(env)
 
     yield _start
     emu.clear_faults()
     schema_registry.fail_next(0)
     schema_registry.start()
-    for p in procs:
-        p.close()
 
 
 def test_avro_versions_and_schemaless_mapped_with_bad_records_dead_lettered(

@@ -34,16 +34,12 @@ SHORT_GROUP = '{"session.timeout.ms": 2000, "heartbeat.interval.ms": 200}'
 
 
 @pytest.fixture
-def emu(amberflo_emulator: Emulator) -> Emu:
-    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
-
-
-@pytest.fixture
 def start(
-    kafka_broker: str, amberflo_emulator: Emulator, tmp_path: Path, emu: Emu
+    kafka_broker: str,
+    amberflo_emulator: Emulator,
+    connectors: Callable[..., ConnectorProcess],
+    emu: Emu,
 ) -> Iterator[Callable[..., ConnectorProcess]]:
-    procs: list[ConnectorProcess] = []
-
     def _start(
         topics: str, group: str, bootstrap: str = kafka_broker, **extra: str
     ) -> ConnectorProcess:
@@ -51,14 +47,10 @@ def start(
         env = connector_env(
             bootstrap, topics, amberflo_emulator.base_url, amberflo_emulator.api_key, group, **extra
         )
-        p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log")
-        procs.append(p)
-        return p
+        return connectors(env)
 
     yield _start
     emu.clear_faults()
-    for p in procs:
-        p.close()
 
 
 def meter() -> str:

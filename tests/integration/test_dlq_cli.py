@@ -48,11 +48,6 @@ TOO_LATE = 10**15
 
 
 @pytest.fixture
-def emu(amberflo_emulator: Emulator) -> Emu:
-    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
-
-
-@pytest.fixture
 def env_for(kafka_broker: str, amberflo_emulator: Emulator) -> Callable[..., dict[str, str]]:
     def make(topic: str, group: str, **extra: str) -> dict[str, str]:
         extra.setdefault("CONNECTOR_KAFKA__CONSUMER", QUICK_GROUP)
@@ -70,19 +65,15 @@ def env_for(kafka_broker: str, amberflo_emulator: Emulator) -> Callable[..., dic
 
 @pytest.fixture
 def start(
-    env_for: Callable[..., dict[str, str]], tmp_path: Path, emu: Emu
+    env_for: Callable[..., dict[str, str]],
+    connectors: Callable[..., ConnectorProcess],
+    emu: Emu,
 ) -> Iterator[Callable[..., ConnectorProcess]]:
-    procs: list[ConnectorProcess] = []
-
     def _start(topic: str, group: str, **extra: str) -> ConnectorProcess:
-        p = ConnectorProcess(env_for(topic, group, **extra), tmp_path / f"c-{len(procs)}.log")
-        procs.append(p)
-        return p
+        return connectors(env_for(topic, group, **extra))
 
     yield _start
     emu.clear_faults()
-    for p in procs:
-        p.close()
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

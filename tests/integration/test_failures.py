@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -58,16 +57,12 @@ AMBERFLO_ERROR_NAMES = [
 
 
 @pytest.fixture
-def emu(amberflo_emulator: Emulator) -> Emu:
-    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
-
-
-@pytest.fixture
 def start(
-    kafka_broker: str, amberflo_emulator: Emulator, tmp_path: Path, emu: Emu
+    kafka_broker: str,
+    amberflo_emulator: Emulator,
+    connectors: Callable[..., ConnectorProcess],
+    emu: Emu,
 ) -> Iterator[Callable[..., ConnectorProcess]]:
-    procs: list[ConnectorProcess] = []
-
     def _start(topic: str, group: str, **extra: str) -> ConnectorProcess:
         extra.setdefault("CONNECTOR_KAFKA__CONSUMER", QUICK_GROUP)
         env = connector_env(
@@ -78,14 +73,10 @@ def start(
             group,
             **extra,
         )
-        p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log")
-        procs.append(p)
-        return p
+        return connectors(env)
 
     yield _start
     emu.clear_faults()
-    for p in procs:
-        p.close()
 
 
 def meter() -> str:

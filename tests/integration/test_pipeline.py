@@ -5,8 +5,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -25,16 +24,9 @@ from tests.integration.harness import (
 
 
 @pytest.fixture
-def emu(amberflo_emulator: Emulator) -> Emu:
-    return Emu(amberflo_emulator.base_url, amberflo_emulator.api_key)
-
-
-@pytest.fixture
 def start(
-    kafka_broker: str, amberflo_emulator: Emulator, tmp_path: Path
-) -> Iterator[Callable[..., ConnectorProcess]]:
-    procs: list[ConnectorProcess] = []
-
+    kafka_broker: str, amberflo_emulator: Emulator, connectors: Callable[..., ConnectorProcess]
+) -> Callable[..., ConnectorProcess]:
     def _start(
         topic: str, group: str, args: list[str] | None = None, **extra: str
     ) -> ConnectorProcess:
@@ -46,13 +38,9 @@ def start(
             group,
             **extra,
         )
-        p = ConnectorProcess(env, tmp_path / f"connector-{len(procs)}.log", args)
-        procs.append(p)
-        return p
+        return connectors(env, args)
 
-    yield _start
-    for p in procs:
-        p.close()
+    return _start
 
 
 def meter() -> str:
