@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connector.errors import MappingError
 from connector.formats.paths import attribute_name, expr_getter
 
 Scalar = str | int | float | bool
@@ -97,7 +98,10 @@ class Filter(_Model):
         from connector.formats.fields import dimension_text
 
         if isinstance(value, list):
-            return [dimension_text(v, "values") if not isinstance(v, str) else v for v in value]
+            try:
+                return [dimension_text(v, "values") if not isinstance(v, str) else v for v in value]
+            except MappingError as exc:  # a record's error elsewhere, a setting's here
+                raise ValueError(str(exc).removeprefix("values: ")) from None
         return value
 
     @field_validator("action", mode="before")

@@ -114,6 +114,10 @@ BAD = [
         {"filters": [{"dimension": "r", "values": ["x"], "action": "INCLUDE"}]},
         "mappings[0]: filters: dimension 'r' is not one of this mapping's dimensions (none)",
     ),
+    (
+        {"filters": [{"dimension": "r", "values": [{"x": 1}], "action": "INCLUDE"}]},
+        "mappings[0].filters[0].values: must be a string, number or boolean (got object)",
+    ),
     ({"format": "native"}, "mappings[0]: format native reads Amberflo-shaped records and takes"),
     (
         {"dimensions": {"src": {"path": "$ce.source"}}},
