@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from connector.cli.produce import FORMATS
+from connector.cli.options import CUSTOMERS_OPTION, sample_format_option
 
 
 @click.command()
@@ -17,21 +17,10 @@ from connector.cli.produce import FORMATS
     type=click.IntRange(1, 10_000_000),
     help="Sample usage records to produce.",
 )
-@click.option(
-    "--customers",
-    default=20,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Customers the sample usage is spread over.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="native",
-    show_default=True,
-    help="Format of the sample records; the connector reads them with the matching mapping "
-    "(avro: through a local Schema Registry).",
+@CUSTOMERS_OPTION
+@sample_format_option(
+    "Format of the sample records; the connector reads them with the matching mapping "
+    "(avro: through a local Schema Registry)."
 )
 @click.option(
     "--keep-running",

@@ -35,6 +35,29 @@ STAGE_OPTION = click.option(
     default=None,
     help="Only dead letters of this stage.",
 )
+SAMPLE_FORMATS = ("native", "json", "avro", "cloudevents")
+"""The formats the sample producer writes (and the demo runs on)."""
+CUSTOMERS_OPTION = click.option(
+    "--customers",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Customers the sample usage is spread over.",
+)
+
+
+def sample_format_option(text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--format`` (stored as ``fmt``) over SAMPLE_FORMATS, default native."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(SAMPLE_FORMATS),
+        default="native",
+        show_default=True,
+        help=text,
+    )
+
+
 WAIT_OPTION = click.option(
     "--wait",
     "idle_s",

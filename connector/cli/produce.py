@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-FORMATS = ("native", "json", "avro", "cloudevents")
+from connector.cli.options import CUSTOMERS_OPTION, sample_format_option
 
 
 def _properties(
@@ -28,21 +28,8 @@ def _properties(
     type=click.IntRange(1, 10_000_000),
     help="Usage records to publish.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="native",
-    show_default=True,
-    help="Record format (avro: Confluent wire format through the Schema Registry).",
-)
-@click.option(
-    "--customers",
-    default=20,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Customers the usage is spread over.",
-)
+@sample_format_option("Record format (avro: Confluent wire format through the Schema Registry).")
+@CUSTOMERS_OPTION
 @click.option(
     "--bootstrap-servers",
     envvar="CONNECTOR_KAFKA__BOOTSTRAP_SERVERS",

@@ -11,10 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 from connector.cli.main import cli
-from connector.cli.produce import FORMATS
 from connector.formats import Mappers
 from connector.local_registry import LocalSchemaRegistry
 from connector.records import SourceRecord
+from connector.samples import FORMATS
 from connector.settings import Settings
 from tests.integration.failure_harness import read_topic
 
