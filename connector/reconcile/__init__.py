@@ -5,11 +5,13 @@ at any time.  ``reconcile`` reads the source topics (``read``: no group join, no
 the records whose timestamps precede the window by ``CONNECTOR_RECONCILE__SLACK_S``, runs every
 record through the same mapping as ``run`` (``connector.formats.Mappers``), sums the events
 whose time falls in the window per meter × customer × bucket, splits them into committed, in
-flight and dead-lettered (``model``), asks Amberflo's usage API for the same cells
-(``usage``), and judges every cell (``model.judge``).  ``report`` renders the outcome.
+flight and dead-lettered (``model``; the events a filter drops are kept per cell apart:
+``filtered``), asks Amberflo's usage API for the same cells (``usage``), and judges every cell
+(``cells.judge``).  ``report`` renders the outcome.
 
-Modules: ``model`` (pure: windows, tally, judgement), ``read`` (Kafka), ``usage`` (Amberflo),
-``report`` (text, JSON, Pushgateway).
+Modules: ``model`` (pure: windows, tally), ``cells`` (pure: judgement), ``read`` (Kafka),
+``filtered`` (the events of filtered records), ``usage`` (Amberflo), ``report`` (text, JSON,
+Pushgateway).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 
 from connector.amberflo.client import AmberfloClient
 from connector.errors import ConfigError
-from connector.reconcile.model import Tally, Window, compare
+from connector.reconcile.cells import compare
+from connector.reconcile.model import Tally, Window
 from connector.reconcile.read import RecordCounts, dead_letter_coordinates, plan, read_source
 from connector.reconcile.report import Report
 from connector.reconcile.usage import amberflo_cells
@@ -76,10 +79,11 @@ def reconcile(
         lambda n: say("reading records", n),
     )
     pending = tally.pending()
-    meters = options.meters or {c[0] for c in tally.committed} | {c[0] for c in pending}
+    filtered = tally.filtered()
+    meters = options.meters or {c[0] for c in [*tally.committed, *pending, *filtered]}
     say("querying Amberflo", counts.read)
     amberflo, notes = amberflo_cells(client, meters, window)
-    cells = compare(tally.committed, pending, amberflo, options.tolerance)
+    cells = compare(tally.committed, pending, amberflo, options.tolerance, filtered)
     return Report(
         window=window,
         tolerance=options.tolerance,

@@ -1,5 +1,5 @@
-"""The pure part of reconciliation: windows and buckets, what Kafka holds per cell, and the
-comparison with what Amberflo holds.  No I/O, so every rule here is unit-tested.
+"""The pure part of reconciliation: windows and buckets, and what Kafka holds per cell.  No
+I/O, so every rule here is unit-tested; the judgement of a cell is ``cells``.
 
 A *cell* is (meterApiName, customerId, bucket start in epoch seconds, UTC).
 
@@ -13,24 +13,23 @@ What Kafka holds for a cell is split three ways:
   refused, stage ``sink``).  Amberflo may hold some of them (a record whose other events were
   accepted) until the letter is replayed.
 
+Apart from those, the tally keeps per cell the **filtered** events: those a mapping's filters
+exclude (the events the record would have become without its mapping's filters).  The
+connector never sends them, so they are never expected; they only name the likely cause when
+Amberflo holds more than Kafka does (``cells.judge``).
+
 Amberflo deduplicates identical events, so events are counted once per distinct event: a
 second event with the same uniqueId and the same body (a re-produced record with its own
 uniqueId, a replayed dead letter) is a *duplicate* and adds nothing.  The same uniqueId with a
 different body is a *collision*: Amberflo (whole-record dedupe) counts both, and so does the
 expectation, but the report names the id because a producer reusing ids is usually a bug.
-
-A cell **matches** when Amberflo's SUM and COUNT equal everything Kafka holds for it (within
-the tolerance), is **explained** when they lie between the committed part alone and the
-committed part plus whatever in-flight and dead-lettered events there are (the cause names
-which), and is a **mismatch** otherwise: ``missing`` when Amberflo holds less than the
-committed part, ``extra`` when it holds more than Kafka does.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,12 +38,9 @@ from connector.timefmt import ms_to_iso, parse_time
 
 Cell = tuple[str, str, int]
 """(meterApiName, customerId, bucket start in epoch seconds)."""
-Kind = Literal["committed", "in flight", "dead-lettered"]
-Status = Literal["match", "explained", "mismatch"]
+Kind = Literal["committed", "in flight", "dead-lettered", "filtered"]
 
 INTERVAL_SECONDS = {"hour": 3600, "day": 86400}
-FLOAT_SLACK = 1e-9
-"""Relative difference below which two sums are equal (float rounding of long sums)."""
 _RELATIVE = re.compile(r"^-\s*(\d+)\s*([mhd])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 
@@ -102,7 +98,8 @@ class Window:
 
 
 class Pending:
-    """In-flight and dead-lettered events of one cell: what Amberflo may or may not hold."""
+    """In-flight and dead-lettered events of one cell (what Amberflo may or may not hold), or
+    its filtered events (what Amberflo should not hold)."""
 
     __slots__ = ("count", "kinds", "neg", "pos")
 
@@ -138,7 +135,11 @@ class Tally:
     """uniqueId → distinct bodies carried, for ids carried by more than one."""
     _seen: dict[str, int] = field(default_factory=dict)
     _collided: dict[str, set[int]] = field(default_factory=dict)
+    filtered_events: int = 0
+    """Distinct filtered events inside the window (and of the selected meters)."""
     _maybe: list[tuple[str, int, Cell, float, str]] = field(default_factory=list)
+    _excluded: list[tuple[str, int, Cell, float, str]] = field(default_factory=list)
+    _pending_seen: set[tuple[str, int]] = field(default_factory=set)
 
     def add(self, events: Iterable[MeterEvent], kind: Kind) -> None:
         lo, hi = self.window.start_ms, self.window.end_ms
@@ -149,7 +150,7 @@ class Tally:
             t: int = body["meterTimeInMillis"]
             meter: str = body["meterApiName"]
             if not lo <= t < hi or (meters is not None and meter not in meters):
-                self.outside += 1
+                self.outside += kind != "filtered"
                 continue
             customer: str = body["customerId"]
             value: float = body["meterValue"]
@@ -159,7 +160,9 @@ class Tally:
             s = t // 1000
             cell = (meter, customer, s - s % step)
             if kind != "committed":
-                self._maybe.append((uid, h, cell, value, kind))
+                (self._excluded if kind == "filtered" else self._maybe).append(
+                    (uid, h, cell, value, kind)
+                )
                 continue
             if not self._first(uid, h):
                 self.duplicates += 1
@@ -210,93 +213,24 @@ class Tally:
                 p = out[cell] = Pending()
             p.add(value, kind)
         self._maybe = []
+        self._pending_seen = done
         return out
 
-
-@dataclass(frozen=True, slots=True)
-class CellResult:
-    meter: str
-    customer: str
-    bucket_s: int
-    kafka_sum: float
-    kafka_count: int
-    committed_sum: float
-    committed_count: int
-    amberflo_sum: float
-    amberflo_count: int
-    status: Status
-    cause: str
-    """'' for a match; in flight / dead-lettered (explained); missing / extra (mismatch)."""
-
-    @property
-    def difference(self) -> float:
-        """Amberflo minus Kafka (SUM): negative when Amberflo holds less."""
-        return self.amberflo_sum - self.kafka_sum
-
-
-def _close(a: float, b: float, tolerance: float) -> bool:
-    return abs(a - b) <= tolerance + FLOAT_SLACK * max(1.0, abs(a), abs(b))
-
-
-def judge(
-    committed: tuple[float, int],
-    pending: Pending | None,
-    amberflo: tuple[float, int],
-    tolerance: float = 0.0,
-) -> tuple[Status, str]:
-    """The status and cause of one cell (module docstring); ``tolerance`` applies to both the
-    SUM and the COUNT difference."""
-    c_sum, c_count = committed
-    a_sum, a_count = amberflo
-    pos = pending.pos if pending else 0.0
-    neg = pending.neg if pending else 0.0
-    p_count = pending.count if pending else 0
-    if (
-        _close(a_sum, c_sum + pos + neg, tolerance)
-        and abs(a_count - (c_count + p_count)) <= tolerance
-    ):
-        return "match", ""
-    lo, hi = c_sum + neg, c_sum + pos
-    slack = tolerance + FLOAT_SLACK * max(1.0, abs(lo), abs(hi))
-    if a_sum < lo - slack:
-        return "mismatch", "missing"
-    if a_sum > hi + slack:
-        return "mismatch", "extra"
-    if a_count < c_count - tolerance:
-        return "mismatch", "missing"
-    if a_count > c_count + p_count + tolerance:
-        return "mismatch", "extra"
-    assert pending is not None  # in range but no match: there is something pending
-    kinds = [k for k in ("in flight", "dead-lettered") if k in pending.kinds]
-    return "explained", ", ".join(kinds)
-
-
-def compare(
-    committed: Mapping[Cell, list[float]],
-    pending: Mapping[Cell, Pending],
-    amberflo: Mapping[Cell, list[float]],
-    tolerance: float = 0.0,
-) -> list[CellResult]:
-    """Every cell either side holds, judged; sorted by meter, customer, bucket."""
-    out: list[CellResult] = []
-    for cell in sorted(set(committed) | set(pending) | set(amberflo)):
-        c_sum, c_count = committed.get(cell, (0.0, 0))
-        a_sum, a_count = amberflo.get(cell, (0.0, 0))
-        p = pending.get(cell)
-        status, cause = judge((c_sum, int(c_count)), p, (a_sum, int(a_count)), tolerance)
-        out.append(
-            CellResult(
-                meter=cell[0],
-                customer=cell[1],
-                bucket_s=cell[2],
-                kafka_sum=c_sum + (p.pos + p.neg if p else 0.0),
-                kafka_count=int(c_count) + (p.count if p else 0),
-                committed_sum=c_sum,
-                committed_count=int(c_count),
-                amberflo_sum=a_sum,
-                amberflo_count=int(a_count),
-                status=status,
-                cause=cause,
-            )
-        )
-    return out
+    def filtered(self) -> dict[Cell, Pending]:
+        """Filtered events per cell, each distinct event once, leaving out those identical to
+        an event Kafka holds otherwise (Amberflo holding it is expected).  Call after
+        ``pending``."""
+        out: dict[Cell, Pending] = {}
+        done = self._pending_seen
+        for uid, h, cell, value, kind in self._excluded:
+            key = (uid, h)
+            if key in done or self._known(uid, h):
+                continue
+            done.add(key)
+            self.filtered_events += 1
+            p = out.get(cell)
+            if p is None:
+                p = out[cell] = Pending()
+            p.add(value, kind)
+        self._excluded = []
+        return out

@@ -27,14 +27,18 @@ from confluent_kafka import (
 
 from connector.dlq.inspect import read_dead_letters
 from connector.errors import ConfigError, FatalError, RecordError
-from connector.formats import Mapper, Mappers
+from connector.formats import Mappers
+from connector.formats.rules import Filtered
 from connector.kafka import open_reader, partitions_of, scan
 from connector.pipeline.subscription import Subscription
+from connector.reconcile.filtered import Unfiltered
 from connector.reconcile.model import Tally, iso
-from connector.records import CustomerUpdate, SourceRecord
+from connector.records import CustomerUpdate, MeterEvent, SourceRecord
 from connector.settings import LibrdkafkaValue, Settings
 
 Coordinates = tuple[str, int, int]
+Evaluate = Callable[[SourceRecord], list[MeterEvent] | CustomerUpdate | Filtered]
+"""A mapper that tells a filtered record apart (``connector.formats.evaluate``)."""
 PROGRESS_EVERY = 5000
 """Records between two progress callbacks."""
 FAR_FUTURE_MS = 32_503_680_000_000  # year 3000: no record is that late
@@ -106,7 +110,8 @@ class RecordCounts:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     """Records with a dead letter, by the letter's stage."""
     filtered: int = 0
-    """Records the mapping turns into no event (filtered or skipped): never sent."""
+    """Records the mapping turns into no event (filtered or skipped): never sent.  The events
+    a filter dropped are kept per cell (``Tally`` kind ``filtered``)."""
     failing_in_flight: int = 0
     """Records that fail mapping, past the committed offset, without a dead letter yet."""
     unaccounted: int = 0
@@ -241,9 +246,11 @@ def read_source(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Every record of ``reads`` from its start to the end, through the same mapping as
-    ``run``, into ``tally`` and ``counts``."""
+    ``run``, into ``tally`` and ``counts``; a record a filter drops adds the events it would
+    have become to the tally as ``filtered`` (``reconcile.filtered``)."""
     lo, hi = tally.window.start_ms, tally.window.end_ms
     mappers = Mappers(settings)
+    unfiltered = Unfiltered(settings)
     by_tp = {(r.topic, r.partition): r for r in reads}
     consumer = open_reader(settings, f"amberflo-connector-reconcile-{time.time_ns()}", READER)
     first_at = last_at = 0.0
@@ -258,8 +265,9 @@ def read_source(
         consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in reads])
         key: tuple[str, int] | None = None
         info: PartitionRead | None = None
-        mapper: Mapper | None = None
+        mapper: Evaluate | None = None
         committed = -1
+        filters = False
         for message in scan(consumer, idle_s, lambda: False):
             last_at = time.monotonic()
             if not first_at:
@@ -268,7 +276,10 @@ def read_source(
             if key != (record.topic, record.partition) or info is None or mapper is None:
                 key = (record.topic, record.partition)
                 info = by_tp[key]
-                mapper = mappers.for_topic(record.topic)
+                found = mappers.for_topic(record.topic)
+                mapper = getattr(found, "evaluate", found)
+                entry = mappers.mapping_for(record.topic)
+                filters = entry is not None and bool(entry[1].filters)  # not a Segment skip
                 committed = info.committed if info.committed is not None else -1
             offset = record.offset
             if info.first_offset is None:
@@ -297,7 +308,11 @@ def read_source(
                 continue
             if isinstance(events, CustomerUpdate):  # a customer's details: no usage in it
                 continue
-            if not events:
+            if isinstance(events, Filtered):
+                counts.filtered += in_window
+                if filters:
+                    tally.add(unfiltered(record), "filtered")
+            elif not events:
                 counts.filtered += in_window
             elif stage is not None:
                 counts.dead_lettered[stage] += in_window

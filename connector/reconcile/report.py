@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.reconcile.model import CellResult, Tally, Window, iso
+from connector.reconcile.cells import CellResult
+from connector.reconcile.model import Tally, Window, iso
 from connector.reconcile.read import PartitionRead, RecordCounts
 
 PUSH_JOB = "amberflo_connector_reconcile"
@@ -177,6 +178,7 @@ class Report:
                 "events_checked": self.tally.events,
                 "duplicate_events": self.tally.duplicates,
                 "events_outside": self.tally.outside,
+                "events_filtered": self.tally.filtered_events,
                 "records_read": counts.read,
                 "records_in_flight": sum(p.in_flight for p in self.partitions),
                 "records_dead_lettered": dict(counts.dead_lettered),
@@ -196,6 +198,7 @@ class Report:
                     "expected": {"sum": c.kafka_sum, "count": c.kafka_count},
                     "committed": {"sum": c.committed_sum, "count": c.committed_count},
                     "amberflo": {"sum": c.amberflo_sum, "count": c.amberflo_count},
+                    "filtered": {"sum": c.filtered_sum, "count": c.filtered_count},
                     "difference": c.difference,
                 }
                 for c in self.cells

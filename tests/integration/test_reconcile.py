@@ -298,6 +298,63 @@ def test_usage_ingested_behind_the_connectors_back_is_extra(
     assert "amberflo_connector_reconcile_last_success_timestamp" not in metrics
 
 
+def test_usage_the_current_filters_exclude_is_extra_caused_by_filtered(run: Run) -> None:
+    """Amberflo holds an event of a record the mapping's filter drops (the filter was added
+    after it was ingested): the cell is a mismatch whose cause is ``filtered``.  The event is
+    the one the connector would have sent without the filter (``mappings preview`` with the
+    filter removed: same decode, rules and derived uniqueId)."""
+    mapped = f"mapped-{run.meter}"
+    bare = [{**_mapping(mapped, run.mapped_meter), "filters": []}]
+    args = ["--topic", mapped, "--limit", "1000", "--json", "--wait", "0.8"]
+    preview = subprocess.run(
+        [sys.executable, "-m", "connector", "mappings", "preview", *args],
+        env={**run.env, "CONNECTOR_MAPPINGS": orjson.dumps(bare).decode()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert preview.returncode == 0, preview.stderr
+    would = [
+        e
+        for line in preview.stdout.splitlines()
+        for e in orjson.loads(line).get("events", [])
+        if e["dimensions"]["region"] == "test"
+    ]
+    assert len(would) == FILTERED
+    event = would[1]
+    customer, value = event["customerId"], event["meterValue"]
+    run.emu.s.post(f"{run.emu.base_url}/ingest", json=[event], timeout=10).raise_for_status()
+    try:
+        code, doc = run.report()
+        text = run.reconcile()
+    finally:
+        run.emu.s.delete(
+            f"{run.emu.base_url}/_emulator/records",
+            params={"uniqueId": event["uniqueId"]},
+            timeout=10,
+        ).raise_for_status()
+    assert code == 1 and not doc["ok"], doc
+    (cell,) = [c for c in doc["cells"] if c["status"] == "mismatch"]
+    assert (cell["meterApiName"], cell["customerId"], cell["bucket"]) == (
+        run.mapped_meter,
+        customer,
+        "2026-01-01T00:00:00Z",
+    )
+    assert cell["cause"] == "filtered" and cell["difference"] == value
+    assert cell["amberflo"]["count"] == cell["expected"]["count"] + 1
+    in_cell = [e for e in would if e["customerId"] == customer]
+    assert cell["filtered"] == {
+        "sum": sum(e["meterValue"] for e in in_cell),
+        "count": len(in_cell),
+    }
+    assert doc["summary"]["cells_mismatched"] == 1
+    assert doc["summary"]["events_filtered"] == FILTERED
+    assert text.returncode == 1, text.stdout + text.stderr
+    (line,) = _lines(text.stdout, "filtered")
+    assert line[:3] == [run.mapped_meter, customer, "2026-01-01T00:00:00Z"]
+    assert line[5] == f"+{value}" and not _lines(text.stdout, "extra")
+
+
 @pytest.mark.parametrize("kind", ["native", "avro"])
 def test_usage_removed_from_amberflo_is_missing(run: Run, kind: str) -> None:
     meter, customer, hour_index = run.cell(kind, "missing")

@@ -1,22 +1,17 @@
-"""The pure part of reconcile: windows, the tally (dedupe, collisions, in flight), the
-judgement of a cell, the usage reports folded into cells, and the report's lines."""
+"""The pure part of reconcile: windows, the tally (dedupe, collisions, in flight, filtered),
+the judgement of a cell, the usage reports folded into cells, and the report's lines; the
+events of filtered records (the mappings compiled without their filters)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from connector.amberflo.models import UsageReport
-from connector.reconcile.model import (
-    Pending,
-    Tally,
-    Window,
-    compare,
-    iso,
-    judge,
-    parse_when,
-)
+from connector.reconcile.cells import compare, judge
+from connector.reconcile.model import Pending, Tally, Window, iso, parse_when
 from connector.reconcile.read import PartitionRead, RecordCounts
 from connector.reconcile.report import Report, number
 from connector.reconcile.usage import fold, queries
@@ -118,6 +113,33 @@ class TestTally:
         assert (second.pos, second.neg, second.count, second.kinds) == (0, -1, 1, {"in flight"})
         assert tally.events == 4 and tally.duplicates == 3
 
+    def test_filtered_events_are_kept_apart_each_distinct_one_once(self) -> None:
+        tally = Tally(self.window(), meters=frozenset({"m"}))
+        tally.add([ev(uid="a", value=4), ev(uid="b", value=2)], "committed")
+        tally.add([ev(uid="p", value=7)], "in flight")
+        tally.add(
+            [
+                ev(uid="f", value=3),
+                ev(uid="f", value=3),  # the same event twice: once
+                ev(uid="a", value=4),  # identical to a committed event: Amberflo holds it
+                ev(uid="p", value=7),  # identical to an in-flight event
+                ev(uid="g", value=-1, t=T0 + HOUR),
+                ev(uid="h", value=9, t=T0 - 1),  # outside the window: not kept, not "outside"
+                ev(uid="i", value=9, meter="other"),
+            ],
+            "filtered",
+        )
+        assert tally.pending()[("m", "c", T0 // 1000)].count == 1
+        out = tally.filtered()
+        s = T0 // 1000
+        assert set(out) == {("m", "c", s), ("m", "c", s + 3600)}
+        first, second = out[("m", "c", s)], out[("m", "c", s + 3600)]
+        assert (first.pos, first.neg, first.count, first.kinds) == (3, 0, 1, {"filtered"})
+        assert (second.pos, second.neg, second.count) == (0, -1, 1)
+        assert tally.filtered_events == 2
+        assert (tally.events, tally.duplicates, tally.outside) == (3, 0, 0)
+        assert tally.committed == {("m", "c", s): [6, 2]}  # filtered events are never expected
+
 
 class TestJudge:
     def test_equal_is_a_match_within_the_tolerance_and_float_rounding(self) -> None:
@@ -148,6 +170,26 @@ class TestJudge:
         assert judge((10, 3), both, (12, 4)) == ("explained", "in flight, dead-lettered")
         assert judge((10, 3), both, (8.5, 4)) == ("mismatch", "missing")
 
+    def test_extra_that_filtered_events_account_for_is_caused_by_filtered(self) -> None:
+        f = pending(3, 4, kind="filtered")
+        assert judge((10, 3), None, (13, 4), filtered=f) == ("mismatch", "filtered")
+        assert judge((10, 3), None, (17, 5), filtered=f) == ("mismatch", "filtered")
+        assert judge((10, 3), pending(2), (15, 5), filtered=f) == ("mismatch", "filtered")
+        # more than the filtered events can be, in SUM or in COUNT: extra
+        assert judge((10, 3), None, (18, 5), filtered=f) == ("mismatch", "extra")
+        assert judge((10, 3), None, (17, 6), filtered=f) == ("mismatch", "extra")
+        # as many events as committed but a larger SUM: no filtered event fits
+        assert judge((10, 3), None, (13, 3), filtered=f) == ("mismatch", "extra")
+        # a filtered event that is negative lowers the SUM, with one event more
+        neg = pending(-2, kind="filtered")
+        assert judge((10, 3), None, (8, 4), filtered=neg) == ("mismatch", "filtered")
+        # what is missing stays missing; a match or an explained cell is left alone
+        assert judge((10, 3), None, (7, 2), filtered=f) == ("mismatch", "missing")
+        assert judge((10, 3), None, (10, 3), filtered=f) == ("match", "")
+        assert judge((10, 3), pending(2), (10, 3), filtered=f) == ("explained", "in flight")
+        assert judge((10, 3), None, (13, 4), filtered=Pending()) == ("mismatch", "extra")
+        assert judge((10, 3), None, (13.4, 4), 0.5, f) == ("mismatch", "filtered")
+
     def test_compare_covers_both_sides(self) -> None:
         s = T0 // 1000
         cells = compare(
@@ -161,6 +203,29 @@ class TestJudge:
             ("b", "mismatch", "missing", -1),
             ("c", "explained", "in flight", -3),
             ("d", "mismatch", "extra", 4),
+        }
+
+    def test_compare_names_filtered_cells_and_checks_no_cell_of_filtered_events_alone(
+        self,
+    ) -> None:
+        s = T0 // 1000
+        cells = compare(
+            {("m", "a", s): [10, 2]},
+            {},
+            {("m", "a", s): [13, 3], ("m", "d", s): [4, 1]},
+            filtered={
+                ("m", "a", s): pending(3, 5, kind="filtered"),
+                ("m", "d", s): pending(4, kind="filtered"),
+                ("m", "e", s): pending(1, kind="filtered"),  # Amberflo holds nothing: fine
+            },
+        )
+        got = {
+            (c.customer, c.status, c.cause, c.kafka_sum, c.filtered_sum, c.filtered_count)
+            for c in cells
+        }
+        assert got == {
+            ("a", "mismatch", "filtered", 10, 8, 2),
+            ("d", "mismatch", "filtered", 0, 4, 1),
         }
 
 
@@ -269,6 +334,112 @@ def test_report_lines_and_exit_code() -> None:
     )
     assert not ok.mismatched and ok.exit_code == 1
     assert [number(v) for v in (120, 120.0, -0.5, 1e-7)] == ["120", "120", "-0.5", "1e-07"]
+
+
+def test_a_filtered_cell_in_the_text_and_the_json() -> None:
+    window = Window.of("hour", T0, T0 + HOUR)
+    s = T0 // 1000
+    tally = Tally(window)
+    tally.add([ev("a", 5, uid="1")], "committed")
+    tally.add([ev("a", 2, uid="2")], "filtered")
+    pend, filtered = tally.pending(), tally.filtered()
+    amberflo = {("m", "a", s): [7.0, 2.0]}
+    cells = compare(tally.committed, pend, amberflo, filtered=filtered)
+    part = PartitionRead("t", 0, committed=2, start=5, how="timestamp", low=0)
+    report = Report(
+        window, 0.0, 3600, ["t"], cells, [part], RecordCounts(read=2, filtered=1), tally
+    )
+    lines = list(report.lines())
+    assert lines[1].split() == ["m", "a", "2026-01-01T00:00:00Z", "5", "7", "+2", "1/2", "filtered"]
+    assert lines[-1].startswith("reconcile MISMATCH: 1 cells checked, 0 matching, 0 explained,")
+    assert (
+        "1 mismatched; 1 events checked from 2 records (0 in flight, 0 dead-lettered, 1 filtered"
+        in lines[-1]
+    )
+    assert report.exit_code == 1
+    doc = report.to_json()
+    (cell,) = doc["cells"]
+    assert (cell["status"], cell["cause"]) == ("mismatch", "filtered")
+    assert cell["filtered"] == {"sum": 2, "count": 1}
+    assert cell["expected"] == {"sum": 5, "count": 1}
+    assert doc["summary"]["events_filtered"] == 1 and doc["summary"]["records_filtered"] == 1
+
+
+def test_the_honest_limits_are_reported_retention_cut_and_colliding_ids() -> None:
+    window = Window.of("hour", T0, T0 + HOUR)
+    tally = Tally(window)
+    tally.add([ev(uid="x", value=1), ev(uid="x", value=2)], "committed")
+    tally.pending()
+    cut = PartitionRead("t", 1, committed=200, start=-2, how="beginning", low=120)
+    cut.first_offset, cut.first_ts = 120, T0 + 600_000
+    whole = PartitionRead("t", 0, committed=5, start=-2, how="beginning", low=0)
+    whole.first_offset, whole.first_ts = 0, T0 - HOUR
+    cells = compare(tally.committed, {}, {("m", "c", T0 // 1000): [3.0, 2.0]})
+    report = Report(window, 0.0, 3600, ["t"], cells, [whole, cut], RecordCounts(read=2), tally)
+    notes = list(report.warnings())
+    assert (
+        "note: t[1] starts at offset 120 (2026-01-01T00:10:00Z): earlier records are gone "
+        "(retention), usage before then cannot be checked"
+    ) in notes
+    assert not any("t[0]" in n for n in notes)
+    assert (
+        "note: 1 uniqueId(s) are carried by events that differ (records reusing one id): x; "
+        "Amberflo counts each distinct event"
+    ) in notes
+    doc = report.to_json()
+    assert doc["retention_cut"] == ["t[1]"] and doc["collisions"] == {"x": 2}
+    assert doc["partitions"][1]["first_offset"] == 120 and doc["partitions"][1]["log_start"] == 120
+    assert report.ok  # limits are notes, not failures
+
+
+def test_a_filtered_record_has_the_events_it_would_have_become_without_the_filters() -> None:
+    from connector.formats import Mappers
+    from connector.formats.rules import Filtered
+    from connector.reconcile.filtered import Unfiltered
+    from connector.records import SourceRecord
+    from connector.settings import Settings
+
+    region = {"dimension": "region", "values": ["test"], "action": "EXCLUDE"}
+    rules = {
+        "topics": ["rules"],
+        "format": "json",
+        "meter": "calls",
+        "customer_id": {"path": "account"},
+        "value": {"path": "units"},
+        "dimensions": {"region": {"path": "region"}},
+        "filters": [region],
+    }
+    native = {"topics": ["native"], "format": "native", "filters": [region]}
+    settings = Settings(
+        kafka={"topics": ["rules", "native"]}, amberflo={"api_key": "k"}, mappings=[rules, native]
+    )
+    unfiltered = Unfiltered(settings)
+    mappers = Mappers(settings)
+    body = {"account": "acme", "units": 3, "region": "test"}
+    record = SourceRecord("rules", 1, 7, T0, None, orjson.dumps(body))
+    assert isinstance(mappers.for_topic("rules").evaluate(record), Filtered)  # type: ignore[attr-defined]
+    (event,) = (e.payload() for e in unfiltered(record))
+    assert event == {
+        "customerId": "acme",
+        "meterApiName": "calls",
+        "meterValue": 3,
+        "meterTimeInMillis": T0,
+        "uniqueId": mappers.ids.of(record, "calls"),  # the id `run` would derive
+        "dimensions": {"region": "test"},
+    }
+    native_body = {
+        "customerId": "globex",
+        "meterApiName": "api",
+        "meterValue": 2,
+        "meterTimeInMillis": T0 + 5,
+        "dimensions": {"region": "test"},
+    }
+    nrec = SourceRecord("native", 0, 3, T0, None, orjson.dumps(native_body))
+    assert isinstance(mappers.for_topic("native").evaluate(nrec), Filtered)  # type: ignore[attr-defined]
+    (nevent,) = (e.payload() for e in unfiltered(nrec))
+    assert (nevent["customerId"], nevent["meterValue"]) == ("globex", 2)
+    broken = SourceRecord("rules", 0, 1, T0, None, orjson.dumps({"region": "test"}))
+    assert unfiltered(broken) == []  # filtered whatever else is wrong with it: no cell
 
 
 def test_topics_are_the_configured_ones_or_the_requested_ones_patterns_resolved_like_run(
