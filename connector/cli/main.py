@@ -78,6 +78,21 @@ def _terminated(signum: int, _frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 
+def _interruption(exc: BaseException) -> int | None:
+    """The exit code of the Ctrl-C (130) or SIGTERM (143) behind ``exc``, or None.
+
+    A signal handler's exception that lands while the main thread is inside certain C calls
+    (an ``RLock.__enter__``, seen in rich's progress display) reaches Python as a
+    ``SystemError`` whose cause is that exception; it is the same interruption, and the
+    ``finally`` and ``with`` blocks it went through have run."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return 128 + signal.SIGTERM if isinstance(cause, Terminated) else 130
+        cause = cause.__cause__
+    return None
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     logging.basicConfig(
@@ -107,3 +122,8 @@ def main() -> None:
         sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         sys.exit(130)
+    except SystemError as exc:
+        interrupted = _interruption(exc)
+        if interrupted is None:
+            raise
+        sys.exit(interrupted)
