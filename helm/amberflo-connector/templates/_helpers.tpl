@@ -132,7 +132,7 @@ the Amberflo API key and the secret Kafka properties, all from Secrets.
 
 {{/*
 The connector's YAML config file. Keys are the connector's own setting names (snake_case,
-see connector/settings.py); extraConfig is deep-merged over them. The API key is never in it.
+see docs/configuration.md and connector/settings/); extraConfig is deep-merged over them. The API key is never in it.
 */}}
 {{- define "amberflo-connector.config" -}}
 {{- $kafka := dict
