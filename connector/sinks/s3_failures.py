@@ -43,7 +43,8 @@ Offsets retention deleted since an earlier attempt at the report: their letter i
 unless a letter of that report exists at or past the last of them (the report's letters are
 produced in offset order, the "no longer in Kafka" one first, to one DLQ partition by an
 idempotent producer, so what an interrupted attempt left is a prefix); that letter's source
-offset is the last offset gone.
+offset is the last of the object's offsets gone (never past the object, even when the log
+start is far beyond it).
 """
 
 from __future__ import annotations
@@ -186,11 +187,15 @@ class FailureWatcher:
         letters, start = self._letters(r, message)
         gone = None
         if start > r.first:
-            record = SourceRecord(  # the last offset gone: see ReportLetters
-                r.topic, r.partition, start - 1, 0, report.object_key.encode(), None
+            # The last of the object's offsets gone, never past the object: the log start may
+            # be far beyond it, and an offset past it is another record's (its letter would
+            # then count as that record's, and ReportLetters would not find this letter).
+            last_gone = min(start - 1, r.last)
+            record = SourceRecord(  # see ReportLetters
+                r.topic, r.partition, last_gone, 0, report.object_key.encode(), None
             )
             text = (
-                f"{message} (offsets {r.first}-{start - 1} are no longer in Kafka: this letter "
+                f"{message} (offsets {r.first}-{last_gone} are no longer in Kafka: this letter "
                 "carries the object key, not the records)"
             )
             gone = DeadLetter(record, "sink", ERROR_CLASS, text)
