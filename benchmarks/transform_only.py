@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, Message
 
 from benchmarks.common import API_KEY, FAST_GROUP
 from connector.pipeline.batches import Batches
-from connector.pipeline.worker import Worker, _tune_interpreter
+from connector.pipeline.interpreter import tune_interpreter
+from connector.pipeline.worker import Worker
 from connector.settings import Settings
 
 
@@ -73,7 +74,7 @@ def run(
 
     worker._batches = Batches(worker.sink.batching, submit)
     handle: Any = worker._handle
-    _tune_interpreter()  # as Worker.run() does
+    tune_interpreter()  # as Worker.run() does
     started = time.perf_counter()
     for i in range(0, len(messages), poll_batch):
         handle(messages[i : i + poll_batch])

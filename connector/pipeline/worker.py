@@ -35,15 +35,10 @@ daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 import queue
-import signal
-import sys
 import threading
 import time
-from types import FrameType
 from typing import cast
 
 from confluent_kafka import KafkaError, Message
@@ -61,22 +56,17 @@ from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.customers import CustomerDone, CustomerSync
 from connector.pipeline.delivery import Result, deliver_loop
 from connector.pipeline.holds import Hold, Holds
+from connector.pipeline.interpreter import tune_interpreter
 from connector.pipeline.letters import DeadLetters, OpenReports, ReportLetters
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
+from connector.pipeline.stop import Stop
 from connector.records import CustomerUpdate, Headers, MeterEvent, SourceRecord
 from connector.settings import Settings
 from connector.sinks import make_sink
 from connector.sinks.base import Abandoned, Item, Sink
 
 log = logging.getLogger("connector.worker")
-
-SWITCH_INTERVAL_S = 0.0005
-"""CPython's GIL switch interval in a worker process (see ``_tune_interpreter``)."""
-
-
-class _StopRequested(BaseException):
-    """SIGTERM/SIGINT while the worker starts: nothing is consumed yet, so nothing to finish."""
 
 
 class Worker:
@@ -96,7 +86,8 @@ class Worker:
         source: Source | None = None,
     ) -> None:
         self.settings = settings
-        self.stopping = threading.Event()
+        self._stop = Stop(settings.shutdown_timeout_s)
+        self.stopping = self._stop.event
         self.checkpoint = Checkpoint()
         self.sink = sink or make_sink(settings)
         self.dlq = dlq or DeadLetterPublisher(settings, self.stopping)
@@ -133,25 +124,12 @@ class Worker:
             for i in range(settings.sink.max_in_flight)
         ]
 
-    # -- signals --------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            if self.stopping.is_set():
-                log.warning("second signal: exiting at once, nothing more is committed")
-                os._exit(128 + signum)
-            self.stop()
-            if self._starting:  # interrupts whatever start-up is waiting for
-                raise _StopRequested(signum)
-            log.info("signal %d: finishing in-flight work, then committing", signum)
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        self._stop.install_handlers()
 
     def stop(self) -> None:
         """Begin the graceful stop: ``shutdown_timeout_s`` from now, everything is over."""
-        if not self.stopping.is_set():
-            self._stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
-            self.stopping.set()
+        self._stop.request()
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> bool:
@@ -160,18 +138,8 @@ class Worker:
         False: a signal stopped the start-up, nothing was consumed (the caller may exit
         without waiting for the Kafka clients to wind down)."""
         cfg = self.settings
-        self._starting = True
-        try:
-            self.sink.check(cfg.kafka.startup_timeout_s)
-            if any(m.format == "avro" for m in cfg.mappings):
-                check_registry(cfg, cfg.kafka.startup_timeout_s)
-            self.source.start()
-            ensure_topics(cfg, set(cfg.dlq_topics()))
-            self._starting = False
-        except _StopRequested as stop:
-            self._starting = False
-            log.info("signal %d during start-up: stopped, nothing was consumed", stop.args[0])
-            return False  # the consumer may be inside a metadata call: not closed here
+        if not self._stop.start(self._start):
+            return False
         for t in self._threads:
             t.start()
         if cfg.sink.mode == "s3" and cfg.s3.failures_poll_s:
@@ -179,7 +147,7 @@ class Worker:
 
             owned = lambda: frozenset(self.checkpoint.partitions)  # noqa: E731
             FailureWatcher(cfg, owned, self.stopping, self.reports.put).start()
-        _tune_interpreter()
+        tune_interpreter()
         metrics.HEALTH.unreachable_limit_s = cfg.sink.readiness_timeout_s
         metrics.LAST_COMMIT.set_to_current_time()
         metrics.LAST_INGEST.set_to_current_time()
@@ -202,6 +170,16 @@ class Worker:
             metrics.HEALTH.ready = False
         self._shutdown()
         return True
+
+    def _start(self) -> None:
+        """Check the sink's credentials and the schema registry, wait for the brokers and
+        subscribe, create the DLQ topics: nothing is consumed yet."""
+        cfg = self.settings
+        self.sink.check(cfg.kafka.startup_timeout_s)
+        if any(m.format == "avro" for m in cfg.mappings):
+            check_registry(cfg, cfg.kafka.startup_timeout_s)
+        self.source.start()
+        ensure_topics(cfg, set(cfg.dlq_topics()))
 
     def _step(self) -> None:
         metrics.HEALTH.heartbeat()
@@ -426,15 +404,13 @@ class Worker:
             self.source.resume()
 
     _repause = False
-    _starting = False
-    _stop_deadline = float("inf")
 
     def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
         """Drain completions until the given partitions (None: all) have nothing pending (no
         unfinished record, no unacknowledged dead letter: a failure report's too), for
         ``timeout`` at most and never past the stop deadline (a signal during a revoke wait
         does not get a second ``shutdown_timeout_s``)."""
-        deadline = min(time.monotonic() + timeout, self._stop_deadline)
+        deadline = min(time.monotonic() + timeout, self._stop.deadline)
         while True:
             states = [s for k, s in self.checkpoint.partitions.items() if keys is None or k in keys]
             if not any(s.pending or self.letters.in_flight(s) for s in states):
@@ -494,34 +470,11 @@ class Worker:
         self._commit()
         self._commit_allowed = False  # close() revokes; everything committable is committed
         self.source.close()
-        self.dlq.flush(max(0.0, min(1.0, self._stop_deadline - time.monotonic())))
+        self.dlq.flush(max(0.0, min(1.0, self._stop.deadline - time.monotonic())))
         self.letters.close()
         for _ in self._threads:
             self._jobs.put(None)
         log.info("stopped")
-
-
-def _tune_interpreter() -> None:
-    """Make CPython's cyclic GC and GIL hand-offs cheap for this workload (no effect on what
-    is delivered).
-
-    GC: the hot path allocates several container objects per record and holds up to
-    ``max_buffered_records`` of them while they are in flight.  With the default thresholds
-    (700, 10, 10) the collector keeps re-scanning that live set and costs more than the
-    pipeline itself (measured: 13.4 → 7.0 µs per record).  Start-up objects (modules,
-    settings) are frozen out of the scans and young collections run every 50,000 net
-    allocations instead of 700; reference cycles are still collected.
-
-    GIL: the main thread is CPU-bound while the sink threads mostly wait on sockets, and each
-    time a sink thread (or the main thread, back from ``consume()``) wakes up it must wait for
-    the GIL holder's switch interval, 5 ms by default, several times per request.  That
-    latency, not CPU, capped a worker at 84-96k records/s into the emulator; with 0.5 ms the
-    same run did 121-133k (BENCHMARKS.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _fmt(parts: list[tuple[str, int]]) -> str:
