@@ -78,7 +78,7 @@ def run(
     started = time.perf_counter()
     for i in range(0, len(messages), poll_batch):
         handle(messages[i : i + poll_batch])
-        # what _drain does once the batches are delivered: the records are done
+        # what Deliveries.drain does once the batches are delivered: the records are done
         for state in worker.checkpoint.partitions.values():
             state.pending.clear()
     elapsed = time.perf_counter() - started

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable
 
@@ -27,7 +28,7 @@ from connector import metrics
 from connector.dlq.ledger import DeadLetterLedger
 from connector.dlq.publish import DeadLetterPublisher
 from connector.errors import RecordError
-from connector.pipeline.checkpoint import PartitionState
+from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.records import DeadLetter, SourceRecord
 
 log = logging.getLogger("connector.worker")
@@ -35,7 +36,7 @@ log = logging.getLogger("connector.worker")
 
 class ReportLetters:
     """The dead letters of one failure report about ``topic``/``partition``, handed by the
-    watcher's thread to the worker's main thread (``Worker.report``).
+    watcher's thread to the worker's main thread (``DeadLetters.take_reports``).
 
     ``letters``: one per re-read record (source offset = the record's), in offset order;
     ``gone``: the letter standing for the offsets no longer in Kafka, with the last of them as
@@ -168,6 +169,22 @@ class DeadLetters:
         for letter in todo:
             origin = self._origin(letter.record)
             self._report_one(job, dataclasses.replace(letter, origin=origin), state)
+
+    def take_reports(
+        self, reports: queue.SimpleQueue[ReportLetters | OpenReports], checkpoint: Checkpoint
+    ) -> None:
+        """What the S3 failure-report watcher handed over: letters to write (``report``) and
+        reports no longer open (``release``), for the partitions owned now."""
+        get = checkpoint.get
+        while not reports.empty():
+            item = reports.get_nowait()
+            if isinstance(item, ReportLetters):
+                self.report(item, get(item.topic, item.partition))
+                continue
+            for key in item.partitions:
+                state = get(*key)
+                if state is not None:
+                    self.release(state, item)
 
     def _report_one(self, job: ReportLetters, letter: DeadLetter, state: PartitionState) -> None:
         offset = letter.record.offset

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from typing import cast
 
@@ -50,21 +49,22 @@ from connector.errors import FatalError, RecordError, RetryableError
 from connector.formats import Mapper, Mappers
 from connector.formats.avro import check_registry
 from connector.kafka import ensure_topics, topic_ids
+from connector.pipeline.backpressure import Backpressure
 from connector.pipeline.batches import Batch, Batches
 from connector.pipeline.budget import EVENT_BYTES, RECORD_BYTES, Budget
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
-from connector.pipeline.customers import CustomerDone, CustomerSync
-from connector.pipeline.delivery import Result, deliver_loop
+from connector.pipeline.commits import Commits
+from connector.pipeline.delivery import Deliveries
 from connector.pipeline.holds import Hold, Holds
 from connector.pipeline.interpreter import tune_interpreter
 from connector.pipeline.letters import DeadLetters, OpenReports, ReportLetters
 from connector.pipeline.progress import FixedRetention, Progress
 from connector.pipeline.source import Source
 from connector.pipeline.stop import Stop
-from connector.records import CustomerUpdate, Headers, MeterEvent, SourceRecord
+from connector.records import Headers, SourceRecord
 from connector.settings import Settings
 from connector.sinks import make_sink
-from connector.sinks.base import Abandoned, Item, Sink
+from connector.sinks.base import Item, Sink
 
 log = logging.getLogger("connector.worker")
 
@@ -104,25 +104,17 @@ class Worker:
         self.source = source or Source(
             settings, self._on_assign, self._on_revoke, self._on_lost, self.progress.on_stats
         )
-        self._jobs: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self.reports: queue.SimpleQueue[ReportLetters | OpenReports] = queue.SimpleQueue()
-        self._batches = Batches(self.sink.batching, self._submit)
         self.budget = Budget(settings.sink)
-        self._stash: list[Message] = []  # the rest of a poll that did not fit the budget
-        self._last_commit = time.monotonic()
-        self._commit_allowed = True
+        self._deliveries = Deliveries(settings, self.sink, self.budget, self.letters)
+        self._batches = Batches(self.sink.batching, self._deliveries.submit)
+        self._pressure = Backpressure(
+            settings.sink, self.checkpoint, self.budget, self.source, self.sink, self._deliveries
+        )
         self._holds = Holds(settings.sink, self.source)
-        self._customers: CustomerSync | None = None  # started by the first customer update
-        self._threads = [
-            threading.Thread(
-                target=deliver_loop,
-                args=(self.sink, self._jobs, self._done, self.budget),
-                name=f"sink-{i}",
-                daemon=True,
-            )
-            for i in range(settings.sink.max_in_flight)
-        ]
+        self._commits = Commits(
+            settings.kafka, self.source, self.checkpoint, self.letters, self.budget, self.progress
+        )
 
     def install_signal_handlers(self) -> None:
         self._stop.install_handlers()
@@ -140,8 +132,7 @@ class Worker:
         cfg = self.settings
         if not self._stop.start(self._start):
             return False
-        for t in self._threads:
-            t.start()
+        self._deliveries.start()
         if cfg.sink.mode == "s3" and cfg.s3.failures_poll_s:
             from connector.sinks.s3_failures import FailureWatcher
 
@@ -162,7 +153,7 @@ class Worker:
             while not self.stopping.is_set():
                 self._step()
         except BaseException:
-            self._commit_allowed = False
+            self._commits.allowed = False
             self.sink.abort.set()
             self.source.close()
             raise
@@ -185,20 +176,22 @@ class Worker:
         metrics.HEALTH.heartbeat()
         timeout = self._batches.wait_s(0.1)
         messages = self.source.poll(self.settings.kafka.poll_batch, timeout)
-        if self._stash:  # the older records first (partitions stay in order)
-            messages, self._stash = self._stash + messages, []
+        pressure = self._pressure
+        if pressure.stash:  # the older records first (partitions stay in order)
+            messages, pressure.stash = pressure.stash + messages, []
         self._handle(messages)
         self._batches.close_due(time.monotonic())
-        self._drain()
+        self._deliveries.drain()
         self.dlq.poll(0)
         if not self.reports.empty():
-            self._reports()
+            self.letters.take_reports(self.reports, self.checkpoint)
         if self._holds:
             self._release_due()
-        if time.monotonic() - self._last_commit >= self.settings.kafka.commit_interval_ms / 1000:
-            self._commit()
+        commits = self._commits
+        if time.monotonic() - commits.last >= commits.interval_s:
+            commits.commit()
             self.source.refresh()
-        self._backpressure()
+        pressure.check()
 
     def _handle(self, messages: list[Message]) -> None:
         """Decode, map and batch one poll's messages: the per-record hot path.
@@ -210,8 +203,8 @@ class Worker:
         never reached, so the API sink's path costs one comparison more per record.
         """
         budget = self.budget
-        if budget.full:  # the whole poll waits for room (_backpressure pauses meanwhile)
-            self._stash = messages
+        if budget.full:  # the whole poll waits for room (backpressure pauses meanwhile)
+            self._pressure.stash = messages
             return
         # Mid-poll, only value bytes count against the room (the rest of the estimate, per
         # record and per event, is added once at the end: at most a poll's worth late).
@@ -227,6 +220,7 @@ class Worker:
         get_state = self.checkpoint.get
         state: PartitionState | None = None
         holds = self._holds
+        customer_update = self._deliveries.customer_update
         hold: Hold | None = None
         topic: str | None = None
         partition = -1
@@ -235,7 +229,7 @@ class Worker:
         for message in rest:
             err = message.error()
             if err is not None:
-                self._consumer_error(err)
+                _consumer_error(err)
                 continue
             headers = message.headers()
             # Without an error, a message always has its coordinates.
@@ -282,7 +276,7 @@ class Worker:
                 state.skip(offset)
                 continue
             if type(events) is not list:  # a CustomerUpdate: its own ordered path (customers.py)
-                self._customer_update(events, record, state)
+                customer_update(events, record, state)
                 continue
             n = len(events)
             state.track(offset, n)
@@ -298,8 +292,8 @@ class Worker:
                 batch.append(Item(event, record, state))
                 if len(batch) >= batch_size:
                     batch = batches.close(batch, state)
-            if room_events <= 0 or room_bytes <= 0:  # the rest waits for room (_backpressure)
-                self._stash = list(rest)
+            if room_events <= 0 or room_bytes <= 0:  # the rest waits for room (backpressure)
+                self._pressure.stash = list(rest)
                 break
         if records:
             metrics.RECORDS.inc(records)
@@ -309,101 +303,9 @@ class Worker:
         if unowned:
             log.warning("dropped %d records of partitions not assigned to this worker", unowned)
 
-    def _consumer_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal():
-            raise FatalError(f"Kafka consumer error: {err.str()}")
-        log.warning("consumer error: %s", err.str())
-
-    def _reports(self) -> None:
-        """What the S3 failure-report watcher handed over (``pipeline.letters``)."""
-        get = self.checkpoint.get
-        while not self.reports.empty():
-            item = self.reports.get_nowait()
-            if isinstance(item, ReportLetters):
-                self.letters.report(item, get(item.topic, item.partition))
-                continue
-            for key in item.partitions:
-                state = get(*key)
-                if state is not None:
-                    self.letters.release(state, item)
-
     def _release_due(self) -> None:
         """Partitions whose decoder backoff is over are fetched again (``pipeline.holds``)."""
         self._holds.release_due()
-
-    # -- delivery -------------------------------------------------------------------------
-    def _customer_update(
-        self, update: CustomerUpdate | list[MeterEvent], record: SourceRecord, state: PartitionState
-    ) -> None:
-        """Track the record and queue its update on the customer's ordered lane."""
-        assert isinstance(update, CustomerUpdate), type(update)  # what a mapper may return
-        if self._customers is None:
-            self._customers = CustomerSync(self.settings, self.sink.abort, self._done.put)
-        state.track(record.offset, 1)
-        self._customers.submit(update, record, state)
-
-    def _submit(self, batch: Batch) -> None:
-        self._jobs.put(batch)
-
-    def _drain(self, wait: float = 0.0) -> None:
-        """Apply finished deliveries to the checkpoint; re-raise a delivery's FatalError."""
-        block = wait > 0
-        while True:
-            try:
-                result = self._done.get(block, wait) if block else self._done.get_nowait()
-            except queue.Empty:
-                return
-            block = False
-            if isinstance(result, CustomerDone):
-                self._customer_done(result)
-                continue
-            if isinstance(result, Abandoned):
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            metrics.EVENTS.inc(len(result.delivered))
-            for item in result.delivered:
-                item.state.done(item.record.offset)
-            for item, error in result.rejected:
-                if item.state.active:  # revoked meanwhile: the new owner processes the record
-                    self.letters.reject(item.record, error, item.state)
-
-    def _customer_done(self, done: CustomerDone) -> None:
-        if done.error is None:
-            done.state.done(done.record.offset)
-        elif isinstance(done.error, RecordError):  # Amberflo refused it: a dead letter
-            if done.state.active:
-                self.letters.reject(done.record, done.error, done.state)
-        else:
-            raise done.error
-
-    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
-        self._last_commit = time.monotonic()
-        if not self._commit_allowed:
-            return
-        done = self.source.commit(self.checkpoint.to_commit(only))
-        for t, p, o in done:
-            self.checkpoint.committed(t, p, o)
-        self.letters.committed((self.checkpoint.partitions[(t, p)], o) for t, p, o in done)
-        metrics.BUFFERED.set(self.checkpoint.pending_records)
-        metrics.BUFFERED_EVENTS.set(self.budget.events)
-        metrics.BUFFERED_BYTES.set(self.budget.bytes)
-        self.progress.tick()
-
-    def _backpressure(self) -> None:
-        limit = self.settings.sink.max_buffered_records
-        buffered = self.checkpoint.pending_records
-        stuck = self.sink.backing_off or (self._customers and self._customers.backing_off)
-        if buffered >= limit or self.budget.full or self._stash or stuck:
-            if not self.source.paused or self._repause:
-                self.source.pause()
-                self._repause = False
-        elif self.source.paused and buffered <= limit // 2 and self.budget.half_empty:
-            self.source.resume()
-
-    _repause = False
 
     def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
         """Drain completions until the given partitions (None: all) have nothing pending (no
@@ -418,7 +320,7 @@ class Worker:
             if time.monotonic() >= deadline:
                 return False
             metrics.HEALTH.heartbeat()
-            self._drain(0.05)
+            self._deliveries.drain(0.05)
             self.dlq.poll(0)
 
     # -- rebalance ------------------------------------------------------------------------
@@ -426,17 +328,16 @@ class Worker:
         log.info("assigned %s", _fmt(parts))
         for topic, partition in parts:
             self.checkpoint.assign(topic, partition)
-        if self.source.paused:
-            self._repause = True
+        self._pressure.assigned()
 
     def _on_revoke(self, parts: list[tuple[str, int]]) -> None:
         log.info("revoked %s", _fmt(parts))
         keys = set(parts)
-        if self._commit_allowed:
+        if self._commits.allowed:
             self._batches.close_all(keys)
             if not self._wait_for(keys, self.settings.shutdown_timeout_s):
                 log.warning("revoke: abandoning unfinished work of %s (not committed)", _fmt(parts))
-            self._commit(keys)
+            self._commits.commit(keys)
         self._forget(parts)
 
     def _on_lost(self, parts: list[tuple[str, int]]) -> None:
@@ -444,9 +345,7 @@ class Worker:
         self._forget(parts)
 
     def _forget(self, parts: list[tuple[str, int]]) -> None:
-        if self._stash:  # read under the old assignment: the partition's next owner reads it
-            gone = set(parts)
-            self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in gone]
+        self._pressure.forget(parts)
         self._holds.forget(parts)
         for key in parts:
             state = self.checkpoint.partitions.get(key)
@@ -464,17 +363,22 @@ class Worker:
         finished = self._wait_for(None, timeout)
         if not finished:
             log.warning("shutdown: in-flight work did not finish within %.0fs", timeout)
-        self.sink.abort.set()
-        if self._customers is not None:
-            self._customers.stop()
-        self._commit()
-        self._commit_allowed = False  # close() revokes; everything committable is committed
+        self._deliveries.abort()
+        self._commits.commit()
+        self._commits.allowed = False  # close() revokes; everything committable is committed
         self.source.close()
         self.dlq.flush(max(0.0, min(1.0, self._stop.deadline - time.monotonic())))
         self.letters.close()
-        for _ in self._threads:
-            self._jobs.put(None)
+        self._deliveries.end()
         log.info("stopped")
+
+
+def _consumer_error(err: KafkaError) -> None:
+    if err.code() == KafkaError._PARTITION_EOF:
+        return
+    if err.fatal():
+        raise FatalError(f"Kafka consumer error: {err.str()}")
+    log.warning("consumer error: %s", err.str())
 
 
 def _fmt(parts: list[tuple[str, int]]) -> str:

@@ -39,7 +39,7 @@ def handed(worker: Worker, *items: ReportLetters | OpenReports) -> None:
     """What the watcher's thread does, then the main thread's next step."""
     for item in items:
         worker.reports.put(item)
-    worker._reports()
+    worker.letters.take_reports(worker.reports, worker.checkpoint)
 
 
 def written(dlq: FakeDlq) -> list[int]:

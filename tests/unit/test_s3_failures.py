@@ -109,7 +109,7 @@ class Stack:
     def submit(self, item: ReportLetters | OpenReports) -> None:
         self.handed.append(item)
         self.worker.reports.put(item)
-        self.worker._reports()
+        self.worker.letters.take_reports(self.worker.reports, self.worker.checkpoint)
         while self.acked < len(self.dlq.letters):  # each letter acknowledged once
             _letter, on_ack, wanted = self.dlq.letters[self.acked]
             assert wanted()

@@ -205,7 +205,7 @@ def batched(worker: Worker) -> list[Item]:
 
 def take_batch(worker: Worker) -> list[Item]:
     worker._batches.close_all()
-    items = worker._jobs.get_nowait()
+    items = worker._deliveries.jobs.get_nowait()
     assert items is not None
     return items
 
@@ -217,7 +217,7 @@ def test_revoke_waits_for_a_batch_in_flight_and_commits_what_it_finished(
     worker._on_assign([("t", 0)])
     worker._handle([Msg("t", 0, o, usage(o)) for o in range(3)])
     items = take_batch(worker)
-    threading.Timer(0.05, lambda: worker._done.put(Outcome(delivered=items))).start()
+    threading.Timer(0.05, lambda: worker._deliveries.done.put(Outcome(delivered=items))).start()
     worker._on_revoke([("t", 0)])
     assert source.committed_offsets() == {("t", 0): 3}
     assert worker.checkpoint.partitions == {}
@@ -236,10 +236,12 @@ def test_late_outcome_of_a_revoked_partition_is_neither_committed_nor_dead_lette
     worker._on_revoke([("t", 0)])
     assert source.committed_offsets().get(("t", 0), 0) == 0  # nothing of it was finished
     refused = EventRejected("HTTP 400: meterTimeInMillis", http_status=400)
-    worker._done.put(Outcome(delivered=items[:1] + items[3:], rejected=[(items[1], refused)]))
-    worker._drain()
+    worker._deliveries.done.put(
+        Outcome(delivered=items[:1] + items[3:], rejected=[(items[1], refused)])
+    )
+    worker._deliveries.drain()
     assert dlq.letters == []
-    worker._commit()
+    worker._commits.commit()
     assert source.committed_offsets() == {("t", 0): 0, ("t", 1): 1}  # only partition 1 moved
 
 
@@ -250,19 +252,19 @@ def test_a_record_with_events_delivered_and_rejected_is_dead_lettered_once_then_
     worker._on_assign([("t", 0)])
     values = {"a": 1, "b": 2, "c": 3}
     worker._handle([Msg("t", 0, 0, usage(0, values=values)), Msg("t", 0, 1, usage(1))])
-    first, second = worker._jobs.get_nowait(), worker._jobs.get_nowait()
+    first, second = worker._deliveries.jobs.get_nowait(), worker._deliveries.jobs.get_nowait()
     assert first is not None and second is not None  # [a, b] and [c, record 1]
     refused = EventRejected("HTTP 400", http_status=400)
-    worker._done.put(Outcome(delivered=first[:1], rejected=[(first[1], refused)]))
-    worker._done.put(Outcome(rejected=[(second[0], refused)], delivered=second[1:]))
-    worker._drain()
+    worker._deliveries.done.put(Outcome(delivered=first[:1], rejected=[(first[1], refused)]))
+    worker._deliveries.done.put(Outcome(rejected=[(second[0], refused)], delivered=second[1:]))
+    worker._deliveries.drain()
     assert len(dlq.letters) == 1  # two of its events refused: still one dead letter
     letter, on_ack, wanted = dlq.letters[0]
     assert letter.record.offset == 0 and letter.stage == "sink" and wanted()
-    worker._commit()
+    worker._commits.commit()
     assert source.committed_offsets() == {("t", 0): 0}  # record 0 waits for its dead letter
     on_ack(41)
-    worker._commit()
+    worker._commits.commit()
     assert source.committed_offsets() == {("t", 0): 2}
 
 
@@ -274,17 +276,17 @@ def test_pause_state_survives_a_reassignment(
     worker, source, _dlq = make(max_buffered_records=4)
     worker._on_assign([("t", 0)])
     worker._handle([Msg("t", 0, o, usage(o)) for o in range(4)])
-    worker._backpressure()
+    worker._pressure.check()
     assert source.paused and source.pauses == 1
-    worker._backpressure()
+    worker._pressure.check()
     assert source.pauses == 1  # already paused: nothing to do
     worker._on_assign([("t", 1)])  # cooperative: partition 1 added while paused
-    worker._backpressure()
+    worker._pressure.check()
     assert source.pauses == 2  # the new assignment paused too
     items = take_batch(worker)
-    worker._done.put(Outcome(delivered=items))
-    worker._drain()
-    worker._backpressure()
+    worker._deliveries.done.put(Outcome(delivered=items))
+    worker._deliveries.drain()
+    worker._pressure.check()
     assert not source.paused and source.resumes == 1
 
 
@@ -318,12 +320,14 @@ def test_a_record_that_already_has_a_dead_letter_is_done_without_a_second_one(
     batch = take_batch(worker)
     ledger.existing.add((0, 2))  # the previous run dead-lettered record 2 as well
     refused = EventRejected("HTTP 400", http_status=400)
-    worker._done.put(Outcome(delivered=batch[:1], rejected=[(it, refused) for it in batch[1:]]))
-    worker._drain()
+    worker._deliveries.done.put(
+        Outcome(delivered=batch[:1], rejected=[(it, refused) for it in batch[1:]])
+    )
+    worker._deliveries.drain()
     assert len(dlq.letters) == 1
     dlq.letters[0][1](7)  # record 0's letter acknowledged at DLQ offset 7
     assert ledger.acks == [(0, 7)]
-    worker._commit()
+    worker._commits.commit()
     assert source.committed_offsets() == {("t", 0): 3}
     worker._on_revoke([("t", 0)])
     assert ledger.forgotten == [0]
@@ -333,8 +337,8 @@ def answered(worker: Worker, outcome: Outcome, *batches: Any) -> None:
     """What a delivery thread does once the sink answered: release the batches, hand over."""
     for batch in batches:
         worker.budget.release(len(batch))
-    worker._done.put(outcome)
-    worker._drain()
+    worker._deliveries.done.put(outcome)
+    worker._deliveries.drain()
 
 
 def test_memory_is_bounded_by_events_not_only_records(
@@ -349,17 +353,17 @@ def test_memory_is_bounded_by_events_not_only_records(
     poll = [Msg("t", 0, o, usage(o, values=values)) for o in range(6)]
     worker._handle(poll)  # type: ignore[arg-type]
     assert list(worker.checkpoint.partitions[("t", 0)].pending) == [0, 1, 2]  # 30 events ≥ 25
-    assert [m.offset() for m in worker._stash] == [3, 4, 5]
+    assert [m.offset() for m in worker._pressure.stash] == [3, 4, 5]
     assert worker.budget.events == 30 and worker.budget.full
-    worker._backpressure()
+    worker._pressure.check()
     assert source.paused
-    first, second = worker._jobs.get_nowait(), worker._jobs.get_nowait()
+    first, second = worker._deliveries.jobs.get_nowait(), worker._deliveries.jobs.get_nowait()
     answered(worker, Outcome(delivered=list(first) + list(second)), first, second)
-    worker._backpressure()
+    worker._pressure.check()
     assert source.paused  # records still wait in the stash
-    worker._handle(worker._stash)  # type: ignore[arg-type]  (what _step does next)
+    worker._handle(worker._pressure.stash)  # type: ignore[arg-type]  (what _step does next)
     assert list(worker.checkpoint.partitions[("t", 0)].pending) == [2, 3, 4]
-    assert [m.offset() for m in worker._stash] == [5]
+    assert [m.offset() for m in worker._pressure.stash] == [5]
 
 
 def test_memory_is_bounded_by_bytes_and_a_revoke_drops_what_waits(
@@ -371,9 +375,9 @@ def test_memory_is_bounded_by_bytes_and_a_revoke_drops_what_waits(
     poll = [Msg("t", p, o, big) for o in range(4) for p in (0, 1)]
     worker._handle(poll)  # type: ignore[arg-type]
     assert worker.budget.bytes >= 1024 * 1024 and worker.checkpoint.pending_records == 3
-    assert len(worker._stash) == 5
+    assert len(worker._pressure.stash) == 5
     worker._on_revoke([("t", 1)])  # what waits of partition 1 is its next owner's to read
-    assert [(m.partition(), m.offset()) for m in worker._stash] == [(0, 2), (0, 3)]
+    assert [(m.partition(), m.offset()) for m in worker._pressure.stash] == [(0, 2), (0, 3)]
 
 
 def test_the_budget_releases_bytes_with_the_events_and_ends_at_zero() -> None:

@@ -76,9 +76,9 @@ def test_a_record_waiting_for_the_registry_rewinds_its_partition_only(make: Make
     assert [(i.record.partition, i.record.offset) for i in batched(worker)] == [(0, 0), (1, 0)]
     assert dlq.letters == []
     assert registry.calls == 2  # the rest of a held partition is not even decoded
-    worker._done.put(Outcome(delivered=take_batch(worker)))
-    worker._drain()
-    worker._commit()
+    worker._deliveries.done.put(Outcome(delivered=take_batch(worker)))
+    worker._deliveries.drain()
+    worker._commits.commit()
     assert source.committed_offsets() == {("t", 0): 1, ("t", 1): 1}  # not past the waiting ones
 
     # A later poll may still hold records fetched before the rewind: dropped, not decoded.
