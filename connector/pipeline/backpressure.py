@@ -3,8 +3,9 @@
 * Every assigned partition is paused while the checkpoint holds ``max_buffered_records``
   records not done, while the budget (``pipeline.budget``: ``max_buffered_events`` events,
   ``max_buffered_mb``) is full, while records wait in the stash, or while the sink or a
-  customer lane is backing off (429/503/5xx).  Polling goes on meanwhile (rebalance callbacks,
-  DLQ acknowledgements and group membership need it).
+  customer lane is backing off (429/503/5xx).  Polling goes on meanwhile (the consumer stays
+  in the group and its rebalance callbacks run).  The events limit also bounds the delivery
+  queue: a queued batch's events are held until the sink answers.
 * It resumes once records are at most half the limit and the budget at most half full, with
   nothing stashed and nothing backing off.
 * The stash: a poll is mapped only while the budget has room; the rest of it waits here,

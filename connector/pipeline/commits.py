@@ -5,7 +5,8 @@
   the broker stored; the DLQ ledger's marks follow (``DeadLetters.committed``).  A refused
   commit stores nothing and is retried at the next one.
 * The worker's loop commits once ``interval_s`` (``commit_interval_ms``) has passed since
-  ``last``; the revoked partitions are committed on revoke, and all once more on shutdown.
+  ``last``; the revoked partitions are committed on revoke, and all once more on shutdown
+  (``pipeline.handover``).
 * After each commit the gauges an operator watches are refreshed: records, events and bytes
   held, then ``Progress.tick`` (oldest unfinished age, retention guard).
 * ``allowed`` False: nothing more is committed (a fatal error; the shutdown's last commit is

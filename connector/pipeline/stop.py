@@ -2,7 +2,7 @@
 
 * First signal: ``event`` is set and ``deadline`` is ``shutdown_timeout_s`` from now.  The
   worker's loop ends after the step in progress; the shutdown's wait for in-flight work, and a
-  revoke wait already in progress, never go past ``deadline`` (``Worker._wait_for``).
+  revoke wait already in progress, never go past ``deadline`` (``pipeline.handover``).
 * During start-up (``start``: credential check, broker wait, DLQ topics) nothing is consumed
   yet, so there is nothing to finish: the signal raises ``StopRequested`` into whatever the
   start-up waits for, and ``start`` returns False.

@@ -1,36 +1,50 @@
-"""The loop that wires the stages: consume → decode → transform → batch → deliver → commit.
+"""The worker's loop, consume → decode → transform → batch → deliver → commit, and its contract.
 
-Delivery contract
------------------
-* A record is *done* when all its meter events got HTTP 200 from Amberflo (``sink.mode`` s3:
-  when the object holding them is stored in the bucket), or its dead letter was acknowledged
-  by the DLQ topic.  Offsets are committed synchronously, every
-  ``commit_interval_ms``, on revoke and on shutdown, and only up to the lowest record of the
-  partition that is not done (``checkpoint``).
-* On revoke, the revoked partitions' in-flight work gets ``shutdown_timeout_s`` to finish, then
-  what is done is committed and the rest abandoned (the next owner re-reads it; deterministic
-  uniqueIds make the overlap a no-op at Amberflo).  On loss nothing is committed.
-* At most ``max_buffered_records`` records, ``max_buffered_events`` meter events and
-  ``max_buffered_mb`` of their estimated memory (``pipeline.budget``) are held; beyond that,
-  or while a request is backing off (429/503/5xx), every assigned partition is paused while
-  polling continues.  The events limit also bounds the delivery queue.  A poll is mapped only
-  while there is room: the rest of it waits, unmapped, for the next step (dropped if its
-  partition is revoked meanwhile).
-* A record a decoder cannot read for lack of infrastructure (``RetryableError``: a schema
-  registry that is down) is not the record's fault and is never dead-lettered: its partition
-  is rewound to it and paused (the rest of that partition in the same poll is dropped, to be
-  fetched again), and fetched again after a backoff while polling goes on (``pipeline.holds``).
+What is committed when
+----------------------
+A record is *done* when all its meter events got HTTP 200 from Amberflo (``sink.mode`` s3: when
+the object holding them is stored in the bucket), or its dead letter was acknowledged by the DLQ
+topic.  Offsets are committed synchronously, every ``commit_interval_ms``, on revoke and on
+shutdown, and only up to the lowest record of the partition that is not done
+(``pipeline.checkpoint``).  Each step of the loop (``_step``):
+
+1. Poll up to ``poll_batch`` records (those the previous step stashed go first).  librdkafka
+   runs the rebalance callbacks (``pipeline.handover``) and the statistics callback inside it.
+2. Map them (``_handle``): decode, map to meter events, track each record in its partition's
+   state, add its events to the batches the sink's ``Batching`` asks for (``pipeline.batches``).
+   A record that cannot be decoded or mapped is dead-lettered (``pipeline.letters``), one mapped
+   to nothing is done at once, a customer update takes its customer's lane
+   (``pipeline.customers``).  One a decoder cannot read for lack of infrastructure
+   (``RetryableError``: a schema registry that is down) is never dead-lettered: its partition is
+   rewound to it and fetched again after a backoff (``pipeline.holds``).  A poll is mapped only
+   while the budget has room: the rest of it waits, unmapped, for the next step.
+3. Close the batches that are full, lingered ``linger_ms`` or end their run: they queue for the
+   ``max_in_flight`` sink threads (``pipeline.delivery``).
+4. Apply the finished deliveries: events delivered make their records done, events refused
+   dead-letter theirs (``Deliveries.drain``).
+5. Serve the DLQ producer's callbacks: an acknowledged dead letter makes its record done.
+6. Write the dead letters of S3 failure reports the watcher handed over
+   (``DeadLetters.take_reports``).
+7. Fetch again the held partitions whose backoff is over.
+8. Once ``commit_interval_ms`` has passed: commit every watermark that moved, refresh the gauges
+   (``pipeline.commits``), match the topic patterns again (``pipeline.subscription``).
+9. Pause or resume consumption (``pipeline.backpressure``): beyond ``max_buffered_records``
+   records, ``max_buffered_events`` events or ``max_buffered_mb`` (``pipeline.budget``), or
+   while a request is backing off (429/503/5xx), every assigned partition is paused while
+   polling continues.
+
+Around the loop:
+
+* Revoke: the partitions' in-flight work gets ``shutdown_timeout_s``, then what is done is
+  committed and the rest abandoned (the next owner re-reads it; deterministic uniqueIds make the
+  overlap a no-op at Amberflo).  Loss: nothing is committed (``pipeline.handover``).
 * First SIGTERM/SIGINT: stop fetching, finish in-flight work within ``shutdown_timeout_s``
   counted from the signal (a revoke wait in progress shares that deadline), commit, close.
-  During start-up (credential check, broker wait, DLQ topics) nothing is consumed yet: the
-  signal ends the start at once and the process exits 0.  A second signal exits at once
-  without committing.
+  During start-up nothing is consumed yet: the signal ends it at once and the process exits 0.
+  A second signal exits at once without committing (``pipeline.stop``).
 * A ``FatalError`` (bad key, unreachable broker at start, …) stops without committing more.
 
-Only the main thread touches the consumer, the checkpoint and the DLQ producer; ``max_in_flight``
-daemon threads run ``Sink.deliver`` and hand their outcomes back through a queue
-(``pipeline.delivery``).  Batches are assembled as the sink's ``Batching`` asks
-(``pipeline.batches``: the S3 sink's batches hold one partition's aligned run of offsets).
+Only the main thread touches the consumer, the checkpoint and the DLQ producer.
 """
 
 from __future__ import annotations
@@ -55,6 +69,7 @@ from connector.pipeline.budget import EVENT_BYTES, RECORD_BYTES, Budget
 from connector.pipeline.checkpoint import Checkpoint, PartitionState
 from connector.pipeline.commits import Commits
 from connector.pipeline.delivery import Deliveries
+from connector.pipeline.handover import Handover
 from connector.pipeline.holds import Hold, Holds
 from connector.pipeline.interpreter import tune_interpreter
 from connector.pipeline.letters import DeadLetters, OpenReports, ReportLetters
@@ -115,6 +130,20 @@ class Worker:
         self._commits = Commits(
             settings.kafka, self.source, self.checkpoint, self.letters, self.budget, self.progress
         )
+        self._handover = Handover(
+            settings.shutdown_timeout_s,
+            stop=self._stop,
+            checkpoint=self.checkpoint,
+            batches=self._batches,
+            budget=self.budget,
+            pressure=self._pressure,
+            holds=self._holds,
+            deliveries=self._deliveries,
+            letters=self.letters,
+            commits=self._commits,
+            source=self.source,
+            dlq=self.dlq,
+        )
 
     def install_signal_handlers(self) -> None:
         self._stop.install_handlers()
@@ -159,7 +188,7 @@ class Worker:
             raise
         finally:
             metrics.HEALTH.ready = False
-        self._shutdown()
+        self._handover.shutdown()
         return True
 
     def _start(self) -> None:
@@ -173,6 +202,7 @@ class Worker:
         ensure_topics(cfg, set(cfg.dlq_topics()))
 
     def _step(self) -> None:
+        """One step of the loop: the numbered steps of the module docstring."""
         metrics.HEALTH.heartbeat()
         timeout = self._batches.wait_s(0.1)
         messages = self.source.poll(self.settings.kafka.poll_batch, timeout)
@@ -307,70 +337,15 @@ class Worker:
         """Partitions whose decoder backoff is over are fetched again (``pipeline.holds``)."""
         self._holds.release_due()
 
-    def _wait_for(self, keys: set[tuple[str, int]] | None, timeout: float) -> bool:
-        """Drain completions until the given partitions (None: all) have nothing pending (no
-        unfinished record, no unacknowledged dead letter: a failure report's too), for
-        ``timeout`` at most and never past the stop deadline (a signal during a revoke wait
-        does not get a second ``shutdown_timeout_s``)."""
-        deadline = min(time.monotonic() + timeout, self._stop.deadline)
-        while True:
-            states = [s for k, s in self.checkpoint.partitions.items() if keys is None or k in keys]
-            if not any(s.pending or self.letters.in_flight(s) for s in states):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            metrics.HEALTH.heartbeat()
-            self._deliveries.drain(0.05)
-            self.dlq.poll(0)
-
-    # -- rebalance ------------------------------------------------------------------------
+    # -- rebalance callbacks (``pipeline.handover``) ---------------------------------------
     def _on_assign(self, parts: list[tuple[str, int]]) -> None:
-        log.info("assigned %s", _fmt(parts))
-        for topic, partition in parts:
-            self.checkpoint.assign(topic, partition)
-        self._pressure.assigned()
+        self._handover.assign(parts)
 
     def _on_revoke(self, parts: list[tuple[str, int]]) -> None:
-        log.info("revoked %s", _fmt(parts))
-        keys = set(parts)
-        if self._commits.allowed:
-            self._batches.close_all(keys)
-            if not self._wait_for(keys, self.settings.shutdown_timeout_s):
-                log.warning("revoke: abandoning unfinished work of %s (not committed)", _fmt(parts))
-            self._commits.commit(keys)
-        self._forget(parts)
+        self._handover.revoke(parts)
 
     def _on_lost(self, parts: list[tuple[str, int]]) -> None:
-        log.warning("lost %s: nothing of them is committed", _fmt(parts))
-        self._forget(parts)
-
-    def _forget(self, parts: list[tuple[str, int]]) -> None:
-        self._pressure.forget(parts)
-        self._holds.forget(parts)
-        for key in parts:
-            state = self.checkpoint.partitions.get(key)
-            if state is not None:
-                dropped = self._batches.drop(state)
-                if dropped is not None:
-                    self.budget.release(len(dropped))
-                self.letters.forget(state)
-                self.checkpoint.revoke(*key)
-
-    # -- shutdown -------------------------------------------------------------------------
-    def _shutdown(self) -> None:
-        timeout = self.settings.shutdown_timeout_s
-        self._batches.close_all()
-        finished = self._wait_for(None, timeout)
-        if not finished:
-            log.warning("shutdown: in-flight work did not finish within %.0fs", timeout)
-        self._deliveries.abort()
-        self._commits.commit()
-        self._commits.allowed = False  # close() revokes; everything committable is committed
-        self.source.close()
-        self.dlq.flush(max(0.0, min(1.0, self._stop.deadline - time.monotonic())))
-        self.letters.close()
-        self._deliveries.end()
-        log.info("stopped")
+        self._handover.lose(parts)
 
 
 def _consumer_error(err: KafkaError) -> None:
@@ -379,7 +354,3 @@ def _consumer_error(err: KafkaError) -> None:
     if err.fatal():
         raise FatalError(f"Kafka consumer error: {err.str()}")
     log.warning("consumer error: %s", err.str())
-
-
-def _fmt(parts: list[tuple[str, int]]) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in parts) or "nothing"
