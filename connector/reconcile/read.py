@@ -254,7 +254,7 @@ def read_source(
     by_tp = {(r.topic, r.partition): r for r in reads}
     consumer = open_reader(settings, f"amberflo-connector-reconcile-{time.time_ns()}", READER)
     first_at = last_at = 0.0
-    # As in the worker (pipeline.worker._tune_interpreter): the loop allocates several
+    # As in the worker (pipeline.interpreter.tune_interpreter): the loop allocates several
     # containers per record while the tally's live set grows, and with the default thresholds
     # the collector re-scans that set over and over (measured: 67-97k → 104-105k records/s).
     thresholds = gc.get_threshold()
