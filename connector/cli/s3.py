@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
-from connector.cli.options import CONFIG_OPTION
+from connector.cli.options import CONFIG_OPTION, configure_logging
 
 
 @click.group()
@@ -38,31 +41,33 @@ def s3_failures(config_file: str | None, show_all: bool, as_json: bool) -> None:
     from connector.sinks.s3_failures import is_tagged, list_reports, read_reason
 
     settings = load_settings(config_file, for_run=False)
+    configure_logging(settings.log)  # botocore's INFO lines are not this command's output
     cfg = settings.s3
     if not cfg.bucket:
         raise ConfigError("CONNECTOR_S3__BUCKET: is required")
     s3 = s3_client(region=cfg.region, endpoint_url=cfg.endpoint_url)
-    found = sorted(
-        (r for r in list_reports(s3, cfg.bucket, cfg.prefix) if show_all or r.range),
-        key=lambda r: (r.modified, r.key),
-    )
     rows = []
-    for r in found:
-        where = (
-            f"{r.range.topic}[{r.range.partition}] {r.range.first}-{r.range.last}"
-            if r.range
-            else "-"
+    with _one_line_errors(cfg.bucket):
+        found = sorted(
+            (r for r in list_reports(s3, cfg.bucket, cfg.prefix) if show_all or r.range),
+            key=lambda r: (r.modified, r.key),
         )
-        rows.append(
-            {
-                "report": r.key,
-                "object": r.object_key,
-                "records": where,
-                "reported_at": r.modified.isoformat(timespec="seconds"),
-                "dead_lettered": is_tagged(s3, cfg.bucket, r.key),
-                "reason": read_reason(s3, cfg.bucket, r.key),
-            }
-        )
+        for r in found:
+            where = (
+                f"{r.range.topic}[{r.range.partition}] {r.range.first}-{r.range.last}"
+                if r.range
+                else "-"
+            )
+            rows.append(
+                {
+                    "report": r.key,
+                    "object": r.object_key,
+                    "records": where,
+                    "reported_at": r.modified.isoformat(timespec="seconds"),
+                    "dead_lettered": is_tagged(s3, cfg.bucket, r.key),
+                    "reason": read_reason(s3, cfg.bucket, r.key),
+                }
+            )
     if as_json:
         for row in rows:
             click.echo(orjson.dumps(row).decode())
@@ -85,3 +90,34 @@ def s3_failures(config_file: str | None, show_all: bool, as_json: bool) -> None:
         out.print(table)
     scope = "in the bucket" if show_all else f"about objects under {cfg.prefix}/"
     click.echo(f"{len(rows)} failure report(s) {scope}")
+
+
+@contextmanager
+def _one_line_errors(bucket: str) -> Iterator[None]:
+    """botocore's failures as the one-line errors the S3 sink stops with (a missing bucket,
+    denied access, no credentials, an unreachable endpoint), not a traceback."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    from connector.errors import FatalError
+    from connector.sinks.s3 import classify
+
+    try:
+        yield
+    except ClientError as exc:
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        raise classify(dict(exc.response.get("Error") or {}), status, bucket) from exc
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise FatalError(
+            f"no AWS credentials for s3://{bucket}: {exc} (set AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a service-account role for IRSA)"
+        ) from exc
+    except BotoCoreError as exc:  # connection refused, timeouts, a malformed endpoint, …
+        raise FatalError(
+            f"cannot reach S3 for s3://{bucket}: {exc} (CONNECTOR_S3__ENDPOINT_URL, "
+            "CONNECTOR_S3__REGION)"
+        ) from exc

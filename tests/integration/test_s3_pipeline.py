@@ -4,6 +4,7 @@ intake and the real connector process."""
 from __future__ import annotations
 
 import gzip
+import os
 import signal
 import subprocess
 import sys
@@ -320,3 +321,43 @@ def test_a_rejected_object_has_its_records_dead_lettered_once_with_the_reason(
     [row] = [orjson.loads(line) for line in listing.stdout.splitlines()]
     assert row["records"] == f"{topic}[0] 200-399" and row["dead_lettered"] is True
     assert emu.count(m) == 500
+
+
+def test_s3_failures_command_errors_are_one_line(s3_stack: S3Stack) -> None:
+    """`s3 failures` with a missing bucket, an unreachable endpoint or no credentials: one
+    line naming the bucket (and the setting to look at), exit 1, no traceback."""
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "AWS_"))},
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CONNECTOR_S3__REGION": "us-east-1",
+        "CONNECTOR_S3__ENDPOINT_URL": s3_stack.endpoint_url,
+    }
+    no_keys = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    cases = [
+        ({"CONNECTOR_S3__BUCKET": "no-such-bucket"}, "bucket 'no-such-bucket' does not exist"),
+        (
+            {
+                "CONNECTOR_S3__BUCKET": s3_stack.bucket,
+                "CONNECTOR_S3__ENDPOINT_URL": "http://127.0.0.1:1",
+            },
+            f"cannot reach S3 for s3://{s3_stack.bucket}: ",
+        ),
+        ({"CONNECTOR_S3__BUCKET": s3_stack.bucket, **no_keys}, "no AWS credentials for s3://"),
+    ]
+    for extra, text in cases:
+        env = {k: v for k, v in {**base, **extra}.items() if v}
+        res = subprocess.run(
+            [sys.executable, "-m", "connector", "s3", "failures"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        output = res.stdout + res.stderr
+        assert res.returncode == 1, output
+        assert output.startswith(f"amberflo-connector: {text}"), output
+        assert len(output.splitlines()) == 1, output
