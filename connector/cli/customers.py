@@ -69,7 +69,9 @@ def customers_list(config_file: str | None, as_json: bool) -> None:
     click.echo(f"{len(found)} customer(s)")
 
 
-@customers.command("get", epilog=API_EXIT_CODES)
+@customers.command(
+    "get", epilog=API_EXIT_CODES, short_help="Show a customer and its current product plan."
+)
 @CONFIG_OPTION
 @ID_OPTION
 @JSON_OPTION
@@ -116,7 +118,9 @@ def _show(customer: Customer, plan: PlanAssignment | None) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
-@customers.command("upsert", epilog=API_EXIT_CODES)
+@customers.command(
+    "upsert", epilog=API_EXIT_CODES, short_help="Create or replace a customer; print what changed."
+)
 @CONFIG_OPTION
 @ID_OPTION
 @click.option("--name", required=True, help="customerName.")
@@ -183,7 +187,9 @@ def _change_line(before: Customer | None, after: Customer) -> str:
     return f"updated customer {after.customer_id!r}: {'; '.join(changes)}"
 
 
-@customers.command("plan", epilog=API_EXIT_CODES)
+@customers.command(
+    "plan", epilog=API_EXIT_CODES, short_help="Assign a product plan to a customer, once."
+)
 @CONFIG_OPTION
 @ID_OPTION
 @click.option("--plan", "plan_id", required=True, help="productPlanId to assign.")

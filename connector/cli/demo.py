@@ -9,7 +9,7 @@ import click
 from connector.cli.options import CUSTOMERS_OPTION, sample_format_option
 
 
-@click.command()
+@click.command(short_help="Run everything locally, then check the totals.")
 @click.option(
     "--events",
     default=100_000,

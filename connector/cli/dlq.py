@@ -16,7 +16,7 @@ PAGE_ROWS = 100
 """Dead letters per printed table page of ``dlq inspect`` (the most it holds at once)."""
 
 
-@click.group()
+@click.group(short_help="Inspect and replay the dead-letter topics.")
 def dlq() -> None:
     """Inspect and replay the dead-letter topics (see docs/dlq.md)."""
 
@@ -45,7 +45,9 @@ def dlq_inspect(
     are read, the table in pages of 100 rows, so a topic of any size streams through in
     bounded memory. Needs only the Kafka settings (no API key, no source topics with --topic).
 
-    Example: amberflo-connector dlq inspect --topic usage-events.dlq --stage transform
+    \b
+    Example:
+      amberflo-connector dlq inspect --topic usage-events.dlq --stage transform
     """
     import orjson
     from rich.console import Console
@@ -101,7 +103,7 @@ def dlq_inspect(
     click.echo(line)
 
 
-@dlq.command("replay")
+@dlq.command("replay", short_help="Republish dead letters for another try.")
 @CONFIG_OPTION
 @DLQ_TOPIC_OPTION
 @click.option("--to", "to", default=None, metavar="TOPIC", help="Republish here instead.")
@@ -133,6 +135,11 @@ def dlq_replay(
     an interrupted replay resumes and never republishes a record twice. Dead letters not
     selected by --stage/--since are passed over for that group. Times (TS) are epoch
     milliseconds or ISO-8601 (UTC unless a zone is given).
+
+    \b
+    Example (after fixing what Amberflo refused):
+      amberflo-connector dlq replay --stage sink --dry-run
+      amberflo-connector dlq replay --stage sink
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

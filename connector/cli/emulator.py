@@ -7,7 +7,7 @@ import click
 from connector.errors import FatalError
 
 
-@click.command()
+@click.command(short_help="Run the local Amberflo-compatible API (a sandbox).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option(

@@ -36,7 +36,7 @@ def _settings(config_file: str | None) -> Settings:
         return load_settings(config_file, **fill)
 
 
-@click.group()
+@click.group(short_help="Try the mapping rules on real or written records.")
 def mappings() -> None:
     """Try the mapping rules (the `mappings` section, docs/mappings.md) on real or written
     records, and see the events each becomes or the error it would be dead-lettered with."""
@@ -162,7 +162,7 @@ def _print_table(results: list[Outcome], title: str) -> None:
     out.print(table)
 
 
-@mappings.command("test")
+@mappings.command("test", short_help="Run a file of expected cases through the rules.")
 @CONFIG_OPTION
 @click.argument("cases_file", type=click.Path(dir_okay=False))
 def mappings_test(config_file: str | None, cases_file: str) -> None:

@@ -7,12 +7,14 @@ import click
 from connector.cli.options import API_EXIT_CODES, CONFIG_OPTION, api_client, api_settings
 
 
-@click.group()
+@click.group(short_help="List Amberflo's meters; sync the config's.")
 def meters() -> None:
     """Meter definitions: list Amberflo's, sync the config's (the `meters` key)."""
 
 
-@meters.command("sync", epilog=API_EXIT_CODES)
+@meters.command(
+    "sync", epilog=API_EXIT_CODES, short_help="Create or update the config's meters in Amberflo."
+)
 @CONFIG_OPTION
 @click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
 def meters_sync(config_file: str | None, dry_run: bool) -> None:

@@ -19,7 +19,7 @@ def _properties(
     return out
 
 
-@click.command()
+@click.command(short_help="Publish sample usage to a topic, in any format.")
 @click.option("--topic", required=True, help="Topic to publish to.")
 @click.option(
     "--events",

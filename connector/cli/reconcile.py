@@ -31,7 +31,7 @@ def _when(_ctx: click.Context, param: click.Parameter, value: str) -> int:
         ) from exc
 
 
-@click.command()
+@click.command(short_help="Prove Amberflo's usage equals what Kafka holds.")
 @CONFIG_OPTION
 @click.option(
     "--from",

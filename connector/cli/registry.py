@@ -7,7 +7,7 @@ import threading
 import click
 
 
-@click.command("schema-registry")
+@click.command("schema-registry", short_help="Run a small local Schema Registry, in memory.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port."

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("connector.meters")
 
 
-@click.command()
+@click.command(short_help="Consume the topics and deliver usage to Amberflo.")
 @CONFIG_OPTION
 @click.option(
     "--workers",
@@ -34,6 +34,13 @@ def run(config_file: str | None, workers: int) -> None:
     Offsets are committed only for records whose events Amberflo accepted (or whose dead
     letter the DLQ acknowledged). The first SIGTERM/SIGINT finishes in-flight work within
     CONNECTOR_SHUTDOWN_TIMEOUT_S, commits and exits 0; a second one exits at once.
+
+    \b
+    Example:
+      export CONNECTOR_KAFKA__BOOTSTRAP_SERVERS=kafka-1:9092
+      export CONNECTOR_KAFKA__TOPICS=usage-events CONNECTOR_AMBERFLO__API_KEY=...
+      export CONNECTOR_AMBERFLO__INGEST_URL=https://ingest.amberflo.io
+      amberflo-connector run --workers 2
     """
     from connector.settings import load_settings
 

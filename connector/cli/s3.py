@@ -10,12 +10,12 @@ import click
 from connector.cli.options import CONFIG_OPTION, configure_logging
 
 
-@click.group()
+@click.group(short_help="Tools of the S3 delivery mode (failure reports).")
 def s3() -> None:
     """Tools of the S3 delivery mode (CONNECTOR_SINK__MODE=s3; see docs/s3.md)."""
 
 
-@s3.command("failures")
+@s3.command("failures", short_help="List Amberflo's failure reports about our objects.")
 @CONFIG_OPTION
 @click.option(
     "--all", "show_all", is_flag=True, help="Also reports about objects of other prefixes."

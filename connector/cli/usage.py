@@ -27,7 +27,7 @@ DEFAULT_INTERVALS = 7
 LABEL_FORMAT = {"HOUR": "%Y-%m-%d %H:00", "DAY": "%Y-%m-%d", "WEEK": "%Y-%m-%d", "MONTH": "%Y-%m"}
 
 
-@click.command(epilog=API_EXIT_CODES)
+@click.command(epilog=API_EXIT_CODES, short_help="Report a meter's usage per interval and group.")
 @CONFIG_OPTION
 @click.option("--meter", required=True, help="meterApiName to report.")
 @time_option(
@@ -54,6 +54,7 @@ LABEL_FORMAT = {"HOUR": "%Y-%m-%d %H:00", "DAY": "%Y-%m-%d", "WEEK": "%Y-%m-%d",
     type=click.Choice(["sum", "count", "min", "max"], case_sensitive=False),
     default="sum",
     show_default=True,
+    help="Per interval: the sum of the values, the number of events, or the min/max value.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print Amberflo's report as it came.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the table as CSV.")
