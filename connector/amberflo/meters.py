@@ -14,7 +14,6 @@ the second run plans nothing.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,8 +22,6 @@ from connector.amberflo.client import AmberfloClient
 from connector.amberflo.models import Meter
 from connector.amberflo.status import AmberfloApiError
 from connector.settings import MeterDefinition
-
-log = logging.getLogger("connector.meters")
 
 MANAGED = ("label", "meter_type", "dimensions", "description")
 WIRE_NAMES = {"label": "label", "meter_type": "meterType", "dimensions": "dimensions"}
@@ -106,7 +103,6 @@ def apply(client: AmberfloClient, changes: Sequence[Change]) -> list[Change]:
         elif change.action == "update":
             updated = client.update_meter(change.meter)
             change = Change("update", updated, change.fields, change.wanted)
-        log.info("%s", change.describe())
         done.append(change)
     return done
 

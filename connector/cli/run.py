@@ -85,4 +85,6 @@ def _sync_meters(settings: Settings) -> None:
     timeout = settings.kafka.startup_timeout_s
     with AmberfloClient.from_settings(settings, retry_timeout_s=timeout) as client:
         changes = sync(client, settings.meters.definitions, dry_run=False)
+    for change in changes:
+        log.info("%s", change.describe())
     log.info("meters sync: %s", summary(changes, dry_run=False))

@@ -120,6 +120,11 @@ def test_meters_sync_creates_then_reports_no_change(
     listed = orjson.loads(invoke(env, "meters", "list", "--json").output)
     assert {m["meterApiName"] for m in listed} >= {calls, storage, theirs}
 
+    # The real process prints each line once: no log line on stderr repeating the diff.
+    (again,) = run_cli((env, ["meters", "sync", "--config", str(cfg)]))
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert again.stdout.splitlines()[-1] == "no change: 2 meter(s) match the config"
+
 
 def test_customers_upsert_get_plan_read_back_through_the_sdk(
     env: dict[str, str], client: AmberfloClient, sdk: str
