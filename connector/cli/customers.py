@@ -12,6 +12,7 @@ from connector.cli.options import (
     api_client,
     api_settings,
     print_json,
+    print_table,
     time_option,
 )
 from connector.errors import FatalError
@@ -52,7 +53,6 @@ def customers_list(config_file: str | None, as_json: bool) -> None:
     Example:
       amberflo-connector customers list --json
     """
-    from rich.console import Console
     from rich.table import Table
 
     with api_client(api_settings(config_file)) as client:
@@ -65,7 +65,7 @@ def customers_list(config_file: str | None, as_json: bool) -> None:
         enabled = "" if c.enabled is None else str(c.enabled).lower()
         traits = ", ".join(f"{k}={v}" for k, v in sorted(c.traits.items()))
         table.add_row(c.customer_id, c.customer_name, c.customer_email or "", enabled, traits)
-    Console().print(table)
+    print_table(table)
     click.echo(f"{len(found)} customer(s)")
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from connector.cli.options import API_EXIT_CODES, CONFIG_OPTION, api_client, api_settings
+from connector.cli.options import (
+    API_EXIT_CODES,
+    CONFIG_OPTION,
+    api_client,
+    api_settings,
+    print_table,
+)
 
 
 @click.group(short_help="List Amberflo's meters; sync the config's.")
@@ -62,7 +68,6 @@ def meters_list(config_file: str | None, as_json: bool) -> None:
     Example:
       CONNECTOR_AMBERFLO__API_KEY=... amberflo-connector meters list
     """
-    from rich.console import Console
     from rich.table import Table
 
     from connector.cli.options import print_json
@@ -77,5 +82,5 @@ def meters_list(config_file: str | None, as_json: bool) -> None:
         table.add_row(
             m.meter_api_name, m.label or "", m.meter_type, ", ".join(m.dimensions), m.description
         )
-    Console().print(table)
+    print_table(table)
     click.echo(f"{len(found)} meter(s)")

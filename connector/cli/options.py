@@ -11,6 +11,8 @@ import click
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from connector.amberflo import AmberfloClient
     from connector.settings import LogSettings, Settings
 
@@ -131,6 +133,18 @@ def api_client(settings: Settings) -> AmberfloClient:
 
     timeout = settings.sink.retry_timeout_s or COMMAND_RETRY_TIMEOUT_S
     return AmberfloClient.from_settings(settings, retry_timeout_s=timeout)
+
+
+def print_table(table: Table) -> None:
+    """``table`` on stdout: fitted to the terminal there, whole when stdout is a pipe or a
+    file (rich would otherwise squeeze it into 80 columns and cut every cell)."""
+    from rich.console import Console
+
+    out = Console()
+    if not out.is_terminal:
+        whole = Console(width=100_000).measure(table).maximum
+        out = Console(width=max(80, whole))
+    out.print(table)
 
 
 def print_json(doc: Any) -> None:

@@ -16,6 +16,7 @@ from connector.cli.options import (
     api_client,
     api_settings,
     print_json,
+    print_table,
     time_option,
 )
 
@@ -158,7 +159,6 @@ def _num(value: float) -> str:
 def _print(
     meter: str, aggregation: str, bucket: str, header: list[str], rows: list[list[str]]
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     title = f"{meter}: {aggregation} per {bucket.lower()} (UTC)"
@@ -167,4 +167,4 @@ def _print(
         column.justify = "right"
     for i, row in enumerate(rows):
         out.add_row(*row, end_section=i == len(rows) - 2)
-    Console().print(out)
+    print_table(out)

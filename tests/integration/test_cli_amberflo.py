@@ -358,3 +358,17 @@ def test_every_command_has_help_with_an_example_and_exit_codes(command: tuple[st
     text = CliRunner().invoke(cli, [*command, "--help"], env={"COLUMNS": "100"}).output
     assert "Example" in text and "amberflo-connector " in text
     assert "Exit codes: 0 done; 1 Amberflo refused" in text
+
+
+def test_tables_piped_to_a_file_are_whole(env: dict[str, str], client: AmberfloClient) -> None:
+    """Piped (no terminal, no COLUMNS), a table is as wide as its cells, not squeezed into
+    80 columns with every long cell cut or wrapped: `meters list > meters.txt` is usable."""
+    name = unique("a-meter-with-a-rather-long-api-name")
+    description = "Calls to the public API, counted per request, including the retried ones"
+    client.create_meter(
+        Meter(meter_api_name=name, label="Public API calls", description=description)
+    )
+    (listed,) = run_cli(({**env, "COLUMNS": ""}, ["meters", "list"]))
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if name in line]
+    assert "sum_of_all_usage" in row and description in row, listed.stdout
