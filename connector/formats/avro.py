@@ -48,7 +48,14 @@ from connector.formats.config import Mapping
 from connector.records import SourceRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    from connector.formats.rules import Rules
+    from connector.records import MeterEvent
+
+    Mapper = Callable[[SourceRecord], list[MeterEvent]]
 
     from connector.settings import SchemaRegistrySettings, Settings
 
@@ -78,7 +85,11 @@ def plain(schema: Any) -> Any:
 
 def reader_for(schema: Any, named: dict[str, Any]) -> Reader:
     """The reader of ``schema`` (JSON, its references' named types already in ``named``)."""
-    parsed = parse_schema(plain(schema), named_schemas=named)
+    return reader_of(parse_schema(plain(schema), named_schemas=named), named)
+
+
+def reader_of(parsed: Any, named: dict[str, Any]) -> Reader:
+    """The reader of ``parsed`` (fastavro-parsed): generated, or fastavro's."""
     compiled = compile_reader(parsed, named)
     if compiled is not None:
         return compiled
@@ -148,6 +159,8 @@ class WriterSchemas:
         self._error: type[SchemaRegistryError] = SchemaRegistryError
         self.url = url
         self.readers: dict[int, Reader] = {}
+        self.parsed: dict[int, tuple[Any, dict[str, Any]]] = {}
+        """id → the parsed writer schema and its named types (``avro_fused``)."""
         self._unknown: dict[int, float] = {}  # id → until when a 404 is remembered
         self._down_until = 0.0
         self._down: RetryableError | None = None
@@ -185,7 +198,9 @@ class WriterSchemas:
             raise DecodeError(f"schema id {schema_id} is a {schema.schema_type} schema, not Avro")
         named: dict[str, Any] = {}
         self._references(schema, named)
-        return reader_for(json.loads(schema.schema_str or ""), named)
+        parsed = parse_schema(plain(json.loads(schema.schema_str or "")), named_schemas=named)
+        self.parsed[schema_id] = parsed, named
+        return reader_of(parsed, named)
 
     def _references(self, schema: Schema, named: dict[str, Any]) -> None:
         """Parse the schemas ``schema`` references (and theirs) into ``named``."""
@@ -241,6 +256,13 @@ class ConfluentAvro:
         if end != len(data):
             raise _misfit(len(data) - end, f"schema id {schema_id}")
         return value
+
+    def fuse(self, rules: Rules, general: Mapper) -> Mapper:
+        """The mapper of ``rules`` (paths only) reading each writer schema's paths straight
+        from its generated reader (``avro_fused``; ``rules.Rules.bind``)."""
+        from connector.formats import avro_fused
+
+        return avro_fused.confluent(self._schemas, rules, general)
 
 
 _HEADER = struct.Struct(">BI").unpack_from

@@ -91,13 +91,22 @@ class _Gen:
         self.expanding: list[str] = []
         self.functions: dict[str, str] = {}  # recursive named type → its function's name
         self.pending: list[str] = []
+        self.prefix = "v"  # of the locals holding values
 
     def build(self, schema: Any) -> Reader:
         body: list[str] = []
         self.lines = body
         out = self.value(schema, 1)
         body.append(f"    return {out}, p")
-        source = ["def _read(data, p):", "    end = len(data)", *body]
+        source = ["def _read(data, p):", "    end = len(data)", *body, *self.recursive_source()]
+        namespace = self.namespace()
+        exec(compile("\n".join(source), "<avro reader>", "exec"), namespace)
+        reader: Reader = namespace["_read"]
+        return reader
+
+    def recursive_source(self) -> list[str]:
+        """The source of the functions that read the recursive named types met so far."""
+        source: list[str] = []
         while self.pending:  # recursive named types: one function each
             name = self.pending.pop()
             fn_lines: list[str] = []
@@ -110,7 +119,11 @@ class _Gen:
                 *fn_lines,
                 f"    return {out}, p",
             ]
-        namespace: dict[str, Any] = {
+        return source
+
+    def namespace(self) -> dict[str, Any]:
+        """What the generated code refers to: the helpers and the constants."""
+        return {
             "_long": _long,
             "_size": _size,
             "_zz": _ZIGZAG,
@@ -119,14 +132,11 @@ class _Gen:
             "_f8": struct.Struct("<d").unpack_from,
             **self.consts,
         }
-        exec(compile("\n".join(source), "<avro reader>", "exec"), namespace)
-        reader: Reader = namespace["_read"]
-        return reader
 
     # -- code ---------------------------------------------------------------------------
     def var(self) -> str:
         self.n += 1
-        return f"v{self.n}"
+        return f"{self.prefix}{self.n}"
 
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)

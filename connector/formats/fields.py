@@ -14,16 +14,18 @@ check would return unchanged.  An expression calls JMESPath; a constant is check
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from connector.errors import MappingError
 from connector.formats.config import Rule
 from connector.formats.native import check_number, check_time_ms
-from connector.formats.paths import expr_getter, parse_path
+from connector.formats.paths import Step, expr_getter, parse_path
 
 Check = Callable[[Any, str], Any]
+Read = Callable[[tuple[Step, ...]], list[str]]
+"""Renders a path read (``PathRead``) as lines that set ``x``."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _fromisoformat = datetime.fromisoformat
 
@@ -117,12 +119,42 @@ def label(key: str, rule: Rule) -> str:
     return key
 
 
+class PathRead(NamedTuple):
+    """A place in a mapping's source where a ``{path: …}`` rule reads its value into ``x``:
+    rendered when the function is built (``Code.build``), by default as ``chain`` from the
+    decoded ``payload``; a decoder that knows its fields before the record (an Avro writer
+    schema) renders it from the locals it read them into."""
+
+    steps: tuple[Step, ...]
+
+
+def chain(root: str, steps: tuple[Step, ...]) -> list[str]:
+    """Lines setting ``x`` to what ``steps`` find from the expression ``root``, or None: the
+    steps as direct subscripts in one ``try``, an index step preceded by a list check (a
+    string would take an index too).  The one definition of what a path finds."""
+    if not steps:
+        return [f"x = {root}"]
+    lines = ["try:"]
+    expr = root
+    for step in steps:
+        if isinstance(step, int):
+            lines += [f"    x = {expr}", "    if type(x) is not list: raise TypeError"]
+            expr = "x"
+        expr += f"[{step!r}]"
+    return [*lines, f"    x = {expr}", "except (KeyError, IndexError, TypeError):", "    x = None"]
+
+
+def from_payload(steps: tuple[Step, ...]) -> list[str]:
+    """How a path reads by default: from the local ``payload``."""
+    return chain("payload", steps)
+
+
 class Code:
     """The Python source of one mapping's function being assembled, and the objects it
     refers to by name (checks, defaults, labels: never spliced into the text)."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[str | PathRead] = []
         self.namespace: dict[str, Any] = {}
 
     def ref(self, obj: Any, hint: str) -> str:
@@ -133,12 +165,40 @@ class Code:
     def add(self, *lines: str) -> None:
         self.lines.extend("    " + line for line in lines)
 
-    def build(self, header: str, name: str, title: str, **names: Any) -> Callable[..., Any]:
-        """The function ``name`` defined by ``header`` and the lines; ``names`` are more
-        objects its code refers to (one source may be built with several)."""
-        source = "\n".join([header, *self.lines])
+    def paths(self) -> list[tuple[Step, ...]]:
+        """The steps of every path the lines read, in order."""
+        return [line.steps for line in self.lines if isinstance(line, PathRead)]
+
+    def source(
+        self,
+        header: str,
+        head: Sequence[str] = (),
+        read: Read = from_payload,
+    ) -> str:
+        """The function's text: ``header``, then ``head`` (lines at the body's level), then the
+        lines, each path read rendered by ``read``."""
+        out = [header, *("    " + line for line in head)]
+        for line in self.lines:
+            if isinstance(line, PathRead):
+                out += ["    " + part for part in read(line.steps)]
+            else:
+                out.append(line)
+        return "\n".join(out)
+
+    def build(
+        self,
+        header: str,
+        name: str,
+        title: str,
+        head: Sequence[str] = (),
+        read: Read = from_payload,
+        **names: Any,
+    ) -> Callable[..., Any]:
+        """The function ``name`` defined by ``header``, ``head`` and the lines (see
+        ``source``); ``names`` are more objects its code refers to (one source may be built
+        with several)."""
         namespace = {**self.namespace, **names}
-        exec(compile(source, f"<{title}>", "exec"), namespace)
+        exec(compile(self.source(header, head, read), f"<{title}>", "exec"), namespace)
         return namespace[name]  # type: ignore[no-any-return]
 
 
@@ -161,14 +221,7 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
     elif rule.attribute is not None:
         code.add(f"x = attributes.get({rule.attribute!r})")
     else:
-        code.add("try:")
-        expr = "payload"
-        for step in parse_path(str(rule.path)):
-            if isinstance(step, int):  # a string would take an index too
-                code.add(f"    x = {expr}", "    if type(x) is not list: raise TypeError")
-                expr = "x"
-            expr += f"[{step!r}]"
-        code.add(f"    x = {expr}", "except (KeyError, IndexError, TypeError):", "    x = None")
+        code.lines.append(PathRead(parse_path(str(rule.path))))
     # the common case first: an accept or convert test is never true for None
     branches = []
     if kind.accept is not None:

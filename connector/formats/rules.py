@@ -33,13 +33,13 @@ drops gives no events (it is committed at once) and counts once in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from connector import metrics
 from connector.errors import MappingError
 from connector.formats.config import Mapping, Rule
-from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, field_code
+from connector.formats.fields import DIMENSION, NUMBER, TEXT, TIME, Code, Read, field_code
 from connector.formats.ids import UniqueIds
 from connector.records import MeterEvent, SourceRecord
 
@@ -75,13 +75,10 @@ class Rules:
 
     def __init__(self, mapping: Mapping, index: int) -> None:
         self.where = f"mappings[{index}]"
+        self.paths_only = all(r.expr is None and r.attribute is None for _k, r in mapping.rules())
+        """True when every rule is a constant or a path into the payload (no expression, no
+        CloudEvents attribute): a decoder may then read the paths itself (``fuse``)."""
         code = self.code = Code()
-        code.add(
-            "payload = decode(record)",
-            "identity = event_time = attributes = None",
-            "if type(payload) is Envelope:",
-            "    payload, identity, event_time, attributes = payload",
-        )
         code.namespace.update(Envelope=Envelope, MeterEvent=MeterEvent)
         dims = []
         for i, (name, rule) in enumerate(mapping.dimensions.items()):
@@ -146,13 +143,44 @@ class Rules:
         function itself (no wrapper on the hot path).  Pure and deterministic (see
         ``connector.formats``); a filtered record counts in the filtered-records metric and
         gives ``[]``.  Its ``evaluate`` attribute, built from the same source, gives the
-        events or the ``Filtered`` that drops the record, with no side effects (previews)."""
+        events or the ``Filtered`` that drops the record, with no side effects (previews).
+
+        A decoder with a ``fuse`` method (Avro) is given the rules, when they only read paths,
+        and the general mapper: it returns a mapper that reads the paths itself from what it
+        decodes, which must give the same events and errors as the general one."""
         self.code.namespace.update(decode=decode, derive=ids.derive, of=ids.of)
         title = f"{self.where} rules"
-        mapper = self.code.build("def mapper(record):", "mapper", title, on_filter=_count)
-        evaluate = self.code.build("def evaluate(record):", "evaluate", title, on_filter=_give)
+        mapper = self.code.build("def mapper(record):", "mapper", title, DECODE, on_filter=_count)
+        evaluate = self.code.build(
+            "def evaluate(record):", "evaluate", title, DECODE, on_filter=_give
+        )
         mapper.evaluate = evaluate  # type: ignore[attr-defined]
-        return mapper
+        fuse = getattr(decode, "fuse", None)
+        if fuse is None or not self.paths_only:
+            return mapper
+        fused: Callable[[SourceRecord], list[MeterEvent]] = fuse(self, mapper)
+        fused.evaluate = evaluate  # type: ignore[attr-defined]
+        return fused
+
+    def build(
+        self, header: str, name: str, head: Sequence[str], read: Read, **names: Any
+    ) -> Callable[..., Any]:
+        """The rules' function ``name`` (defined by ``header``) with its own ``head`` (which
+        sets ``payload`` or what ``read`` reads from, and ``identity``, ``event_time``,
+        ``attributes``) and each path read rendered by ``read`` (``fields.Code.source``);
+        a filtered record counts in the metric and gives ``[]``, as in ``bind``'s mapper;
+        ``names``: more objects ``head`` refers to."""
+        title = f"{self.where} rules"
+        return self.code.build(header, name, title, head, read, on_filter=_count, **names)
+
+
+DECODE = (
+    "payload = decode(record)",
+    "identity = event_time = attributes = None",
+    "if type(payload) is Envelope:",
+    "    payload, identity, event_time, attributes = payload",
+)
+"""The head of the general mapper: the decoder's value, unpacked when it is an Envelope."""
 
 
 def _count(record: SourceRecord, filtered: Filtered) -> list[MeterEvent]:
