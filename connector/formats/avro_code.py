@@ -14,7 +14,9 @@ varint longer than 10 bytes or beyond 64 bits, an array or map count larger than
 left could hold (fastavro would loop on a corrupt count of zero-size items).
 
 ``compile_reader`` returns None for a schema with a logical type left in it (fastavro's
-readers turn those into Python objects): such schemas stay with fastavro.
+readers turn those into Python objects), or nested deeper than Python compiles (about ten
+arrays or maps in one another: "too many statically nested blocks"): such schemas stay with
+fastavro.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def _long(data: bytes, p: int, b: int) -> tuple[int, int]:
     raise AvroError("a varint is longer than 10 bytes")
 
 
+def _rest(data: bytes, p: int, n: int) -> tuple[int, int]:
+    """Bytes 7 to 10 of a varint whose first six, read into ``n`` (zig-zag not undone), all
+    had the high bit: as ``_long`` reads them, ``n`` not undone either."""
+    for shift in _SHIFTS[5:]:
+        b = data[p]
+        p += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            if n >> 64:
+                raise AvroError("a varint is beyond 64 bits")
+            return n, p
+    raise AvroError("a varint is longer than 10 bytes")
+
+
 def _size(data: bytes, p: int) -> tuple[int, int]:
     """A length (varint at ``p``) that is not a one-byte even value: multi-byte, or negative."""
     b = data[p]
@@ -78,7 +94,7 @@ def compile_reader(schema: Any, named: dict[str, Any]) -> Reader | None:
     or None when it has a logical type."""
     try:
         return _Gen(named).build(schema)
-    except Unsupported:
+    except (Unsupported, SyntaxError, RecursionError):  # also nested beyond what Python compiles
         return None
 
 
@@ -125,6 +141,7 @@ class _Gen:
         """What the generated code refers to: the helpers and the constants."""
         return {
             "_long": _long,
+            "_rest": _rest,
             "_size": _size,
             "_zz": _ZIGZAG,
             "_bad": AvroError,
@@ -157,8 +174,19 @@ class _Gen:
         self.emit(ind + 1, "b = (b & 0x7F) | (data[p] << 7)")
         self.emit(ind + 1, f"{v} = (b >> 1) ^ -(b & 1)")
         self.emit(ind + 1, "p += 1")
-        self.emit(ind, "else:")
-        self.emit(ind + 1, f"{v}, p = _long(data, p, b)")
+        self.emit(ind, "else:")  # three to six bytes inline (a time in ms takes six)
+        self.emit(ind + 1, f"{v} = (b & 0x7F) | (data[p] & 0x7F) << 7")
+        self.emit(ind + 1, "b = data[p + 1]")
+        self.emit(ind + 1, "p += 2")
+        self.emit(ind + 1, f"{v} |= (b & 0x7F) << 14")
+        for k, shift in enumerate((21, 28, 35)):
+            self.emit(ind + 1 + k, "if b > 0x7F:")
+            self.emit(ind + 2 + k, "b = data[p]")
+            self.emit(ind + 2 + k, "p += 1")
+            self.emit(ind + 2 + k, f"{v} |= (b & 0x7F) << {shift}")
+        self.emit(ind + 4, "if b > 0x7F:")
+        self.emit(ind + 5, f"{v}, p = _rest(data, p, {v})")
+        self.emit(ind + 1, f"{v} = ({v} >> 1) ^ -({v} & 1)")
         return v
 
     def sized(self, ind: int, size: str, decode: bool) -> str:

@@ -111,11 +111,11 @@ def fuse(schema: Any, named: dict[str, Any], rules: Rules, start: int, what: str
     try:
         gen.route(schema, 1, [(path, path) for path in paths])
         recursive = gen.recursive_source()
-    except Unsupported:
+        helpers = gen.namespace()
+        if recursive:
+            exec(compile("\n".join(recursive), "<avro reader>", "exec"), helpers)
+    except (Unsupported, SyntaxError, RecursionError):  # as compile_reader
         return None
-    helpers = gen.namespace()
-    if recursive:
-        exec(compile("\n".join(recursive), "<avro reader>", "exec"), helpers)
     head = [
         "end = len(data)",
         f"p = {start}",
@@ -129,7 +129,10 @@ def fuse(schema: Any, named: dict[str, Any], rules: Rules, start: int, what: str
         "identity = event_time = None",  # Avro carries no identity or time of its own
     ]
     names = {**helpers, "undecodable": _undecodable, "misfit": _misfit, "what": what}
-    fused: Fused = rules.build("def fused(record, data):", "fused", head, gen.read, **names)
+    try:
+        fused: Fused = rules.build("def fused(record, data):", "fused", head, gen.read, **names)
+    except (SyntaxError, RecursionError):  # nested too deep with the rules' try around it
+        return None
     return fused
 
 

@@ -170,6 +170,8 @@ def test_recursive_schemas_read_through_a_function_of_their_own() -> None:
         ({"type": "enum", "name": "E", "symbols": ["A"]}, b"\x01", "enum index -1"),
         (["null", "long"], b"\x04", "union index 2"),
         ("long", b"\xff" * 11, "longer than 10 bytes"),
+        ("long", b"\xff" * 9 + b"\x02", "beyond 64 bits"),
+        ("int", b"\x80" * 10 + b"\x00", "longer than 10 bytes"),
         ({"type": "array", "items": "null"}, b"\xfe\xff\xff\xff\x0f", "cannot fit"),
         ({"type": "array", "items": "long"}, b"\x10\x02", "cannot fit"),
         ("bytes", b"\x01", "negative length -1"),
@@ -180,6 +182,22 @@ def test_refuses_what_is_not_avro(schema: Any, data: bytes, reason: str) -> None
     _parsed, reader = _compile(schema)
     with pytest.raises(AvroError, match=reason):
         reader(data, 0)
+
+
+_EDGES = [
+    e for k in range(1, 10) for b in (7 * k - 1,) for e in (2**b - 1, 2**b, -(2**b), -(2**b) - 1)
+]
+
+
+@pytest.mark.parametrize("value", [0, -1, *_EDGES, 2**63 - 1, -(2**63)])
+def test_varints_of_every_length_read_as_fastavro_and_fail_cut_short(value: int) -> None:
+    parsed, reader = _compile("long")
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, value)
+    data = buf.getvalue()
+    assert reader(data + b"\x00", 0) == (value, len(data)) == _fastavro(parsed, data)
+    with pytest.raises(IndexError):
+        reader(data[:-1], 0)
 
 
 @pytest.mark.parametrize(("data", "value"), [(b"\x00", False), (b"\x01", True), (b"\x02", True)])

@@ -208,3 +208,25 @@ def test_a_schema_left_to_fastavro_is_mapped_the_general_way() -> None:
     assert _outcome(fused, cut) == _outcome(general, cut)
     with pytest.raises(DecodeError, match="EOFError"):  # fastavro's own error, as in general
         fused(cut)
+
+
+@pytest.mark.parametrize("depth", [9, 10, 11, 12])
+def test_schemas_nested_beyond_what_python_compiles_are_mapped_the_general_way(depth: int) -> None:
+    inner: Any = "string"
+    for _ in range(depth):
+        inner = {"type": "array", "items": inner}
+    schema = {"type": "record", "name": "D", "fields": [
+        {"name": "id", "type": "string"}, {"name": "deep", "type": inner}]}  # fmt: skip
+    entry = {"topics": ["t"], "format": "avro", "meter": "m", "customer_id": {"path": "id"}}
+    client = _client()
+    general, fused = _mappers(entry, client)
+    schema_id = client.register_schema("t-value", Schema(orjson.dumps(schema).decode(), "AVRO"))
+    value: Any = ["x"]
+    for _ in range(depth - 1):
+        value = [value]
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"id": "a", "deep": value})
+    record = SourceRecord("t", 0, 1, TS, None, buf.getvalue())
+    assert _outcome(fused, record) == _outcome(general, record)
+    assert fused(record)[0].customer_id == "a"
