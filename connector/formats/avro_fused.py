@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from connector.formats.avro_code import PRIMITIVE, Unsupported, _Gen
-from connector.formats.fields import chain
+from connector.formats.fields import PathRead, chain
 from connector.formats.paths import Step
 from connector.records import MeterEvent, SourceRecord
 
@@ -41,13 +41,13 @@ _HEADER = struct.Struct(">BI").unpack_from
 
 class _Routes(_Gen):
     """The reader, writing each value a path reads into a local and nothing else it needs
-    not: ``found`` maps a path's steps to (the local's name, the steps still to take from it),
-    or to None when the schema rules the path out."""
+    not: ``found`` maps a path's steps to (the local's name, the steps still to take from it,
+    the local's primitive type or None), or to None when the schema rules the path out."""
 
     def __init__(self, named: dict[str, Any]) -> None:
         super().__init__(named)
         self.prefix = "a"  # the rules' own locals are v0, d0, …
-        self.found: dict[Steps, tuple[str, Steps] | None] = {}
+        self.found: dict[Steps, tuple[str, Steps, str | None] | None] = {}
 
     def route(self, schema: Any, ind: int, paths: list[tuple[Steps, Steps]]) -> None:
         """Emit the code reading one value of ``schema``; ``paths``: (a path, its steps from
@@ -56,7 +56,7 @@ class _Routes(_Gen):
         if record is None or any(not rest for _path, rest in paths):
             out = self.value(schema, ind)  # built as the general reader builds it
             for path, rest in paths:
-                self.found[path] = (out, rest)
+                self.found[path] = (out, rest, self.primitive_of(schema))
             return
         self.expanding.append(record.get("name", ""))
         fields = record.get("fields", [])
@@ -90,12 +90,23 @@ class _Routes(_Gen):
             return None
         return self.record_of(kind) if isinstance(kind, (str, list, dict)) else None
 
-    def read(self, path: Steps) -> list[str]:
-        """Lines setting ``x`` to what ``path`` finds (the ``fields.Read`` of the rules)."""
-        found = self.found[path]
+    def primitive_of(self, schema: Any) -> str | None:
+        """The primitive type ``schema`` is (None: any other type)."""
+        if isinstance(schema, dict) and "logicalType" not in schema:
+            schema = schema.get("type")
+        return schema if isinstance(schema, str) and schema in PRIMITIVE else None
+
+    def read(self, read: PathRead) -> list[str]:
+        """The lines of a rule's path read (the ``fields.Read`` of the rules): its target set
+        from the local the path ends on, checked as the rule checks it unless the schema
+        says the value is of a type the rule takes whatever the value (``Kind.sure``)."""
+        found = self.found[read.steps]
         if found is None or found[0] == "None":  # null has no fields or items either
-            return ["x = None"]
-        return chain(*found)
+            return ["x = None", *read.checks]
+        local, rest, primitive = found
+        if not rest and primitive in read.sure:
+            return [f"{read.target} = {local}"]
+        return [*chain(local, rest), *read.checks]
 
 
 def fuse(schema: Any, named: dict[str, Any], rules: Rules, start: int, what: str) -> Fused | None:

@@ -24,8 +24,8 @@ from connector.formats.native import check_number, check_time_ms
 from connector.formats.paths import Step, expr_getter, parse_path
 
 Check = Callable[[Any, str], Any]
-Read = Callable[[tuple[Step, ...]], list[str]]
-"""Renders a path read (``PathRead``) as lines that set ``x``."""
+Read = Callable[["PathRead"], list[str]]
+"""Renders a path read (``PathRead``) as lines that set its target."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _fromisoformat = datetime.fromisoformat
 
@@ -94,14 +94,21 @@ class Kind(NamedTuple):
     check: Check
     accept: str | None = None
     convert: tuple[str, str] | None = None
+    sure: frozenset[str] = frozenset()
+    """Types of values, named as Avro's primitives, that ``accept`` takes whatever the
+    value: ``string`` (any ``str``), ``int`` / ``long`` (any ``int`` of 64 bits, signed).  A
+    path a writer schema says ends on one of them needs no test (``avro_fused``)."""
 
 
 _INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64
 TEXT = Kind(text, "type(x) is str and x")
-DIMENSION = Kind(dimension_text, "type(x) is str", ("type(x) is int", "str(x)"))
+DIMENSION = Kind(
+    dimension_text, "type(x) is str", ("type(x) is int", "str(x)"), frozenset({"string"})
+)
 NUMBER = Kind(
     check_number,
     f"type(x) is int and {_INT64_MIN} <= x < {_UINT64_END} or type(x) is float and x - x == 0.0",
+    sure=frozenset({"int", "long"}),
 )
 TIME = {
     "ms": Kind(check_time_ms, f"type(x) is int and 0 < x < {_UINT64_END}"),
@@ -120,12 +127,17 @@ def label(key: str, rule: Rule) -> str:
 
 
 class PathRead(NamedTuple):
-    """A place in a mapping's source where a ``{path: …}`` rule reads its value into ``x``:
-    rendered when the function is built (``Code.build``), by default as ``chain`` from the
-    decoded ``payload``; a decoder that knows its fields before the record (an Avro writer
-    schema) renders it from the locals it read them into."""
+    """A place in a mapping's source where a ``{path: …}`` rule reads its value into ``x``
+    and ``checks`` set ``target`` from it: rendered when the function is built
+    (``Code.build``), by default as ``chain`` from the decoded ``payload`` and the checks; a
+    decoder that knows its fields before the record (an Avro writer schema) renders it from
+    the locals it read them into (and without the checks when the value's type is one of
+    the kind's ``sure`` types: ``target`` is then the value)."""
 
     steps: tuple[Step, ...]
+    target: str
+    sure: frozenset[str]
+    checks: tuple[str, ...]
 
 
 def chain(root: str, steps: tuple[Step, ...]) -> list[str]:
@@ -144,9 +156,9 @@ def chain(root: str, steps: tuple[Step, ...]) -> list[str]:
     return [*lines, f"    x = {expr}", "except (KeyError, IndexError, TypeError):", "    x = None"]
 
 
-def from_payload(steps: tuple[Step, ...]) -> list[str]:
-    """How a path reads by default: from the local ``payload``."""
-    return chain("payload", steps)
+def from_payload(read: PathRead) -> list[str]:
+    """How a path reads by default: from the local ``payload``, then the checks."""
+    return [*chain("payload", read.steps), *read.checks]
 
 
 class Code:
@@ -180,7 +192,7 @@ class Code:
         out = [header, *("    " + line for line in head)]
         for line in self.lines:
             if isinstance(line, PathRead):
-                out += ["    " + part for part in read(line.steps)]
+                out += ["    " + part for part in read(line)]
             else:
                 out.append(line)
         return "\n".join(out)
@@ -220,8 +232,6 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
         code.add(f"x = {code.ref(expr_getter(rule.expr, name), 'search')}(payload)")
     elif rule.attribute is not None:
         code.add(f"x = attributes.get({rule.attribute!r})")
-    else:
-        code.lines.append(PathRead(parse_path(str(rule.path))))
     # the common case first: an accept or convert test is never true for None
     branches = []
     if kind.accept is not None:
@@ -229,10 +239,16 @@ def field_code(code: Code, target: str, key: str, rule: Rule, kind: Kind) -> Non
     branches.append(("x is None", absent))
     if kind.convert is not None:
         branches.append(kind.convert)
+    checks = []
     for i, (test, value) in enumerate(branches):
-        code.add(f"{'elif' if i else 'if'} {test}:", f"    {target} = {value}")
+        checks += [f"{'elif' if i else 'if'} {test}:", f"    {target} = {value}"]
     check = code.ref(kind.check, "check")
-    code.add("else:", f"    {target} = {check}(x, {code.ref(name, 'label')})")
+    checks += ["else:", f"    {target} = {check}(x, {code.ref(name, 'label')})"]
+    if rule.path is not None and rule.attribute is None:
+        steps = parse_path(str(rule.path))
+        code.lines.append(PathRead(steps, target, kind.sure, tuple(checks)))
+    else:
+        code.add(*checks)
 
 
 def _missing(name: str) -> Callable[[], Any]:

@@ -24,40 +24,75 @@ from connector.formats.config import Mapping
 from connector.formats.ids import UniqueIds
 from connector.formats.rules import Rules
 from connector.records import SourceRecord
-from tests.unit.test_avro_code import _schemas, _values
+from tests.unit.test_avro_code import PRIMITIVES, _schemas, _values
 
 NS = uuid.UUID("6f1c2a5e-0d7b-4c1e-9a55-3f0b7f2d9c11")
 TS = 1_700_000_000_000
-_steps = st.lists(
-    st.sampled_from(["f0", "f1", "f2", "f3", "zz", 0, 1, -1]), min_size=1, max_size=4
-).map(lambda s: "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in s).lstrip("."))
-_path = _steps.filter(lambda p: not p.startswith("["))  # a path starts with a name
+_names = st.sampled_from(["f0", "f1", "f2", "f3"])
+_step = st.one_of(_names, _names, _names, st.sampled_from(["zz", 0, 1, -1]))
+_path = st.tuples(_names, st.lists(_step, max_size=3)).map(
+    lambda t: t[0] + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in t[1])
+)
 
 
-def _rule(default: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[Any]:
-    plain = _path.map(lambda p: {"path": p})
-    if default is None:
-        return plain
-    given = st.tuples(_path, default).map(lambda t: {"path": t[0], "default": t[1]})
+def _steps_text(steps: list[Any]) -> str:
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in steps).lstrip(".")
+
+
+@st.composite
+def _path_in(draw: st.DrawFn, schema: Any) -> str:
+    """A path that mostly follows ``schema`` (a record): through its fields, array items,
+    map values and union branches, sometimes stopping early or stepping off it."""
+    steps: list[Any] = []
+    node = schema
+    while True:
+        kind = node.get("type") if isinstance(node, dict) else None
+        if isinstance(node, list):  # a union: follow one branch
+            node = draw(st.sampled_from(node))
+            continue
+        if kind == "record" and node["fields"] and draw(st.integers(0, 9)) < 9:
+            field = draw(st.sampled_from(node["fields"]))
+            steps.append(field["name"])
+            node = field["type"]
+        elif kind == "array":
+            steps.append(draw(st.sampled_from([0, -1, 3])))
+            node = node["items"]
+        elif kind == "map":
+            steps.append(draw(st.sampled_from(["a", "", "zz"])))
+            node = node["values"]
+        else:
+            if draw(st.integers(0, 5)) == 5:
+                steps.append(draw(st.sampled_from(["zz", 0])))
+            break
+        if draw(st.integers(0, 5)) == 5:
+            break
+    return _steps_text(steps) if steps and isinstance(steps[0], str) else "zz"
+
+
+def _rule(paths: st.SearchStrategy[str], default: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    plain = paths.map(lambda p: {"path": p})
+    given = st.tuples(paths, default).map(lambda t: {"path": t[0], "default": t[1]})
     return st.one_of(plain, given)
 
 
 @st.composite
-def _entries(draw: st.DrawFn) -> dict[str, Any]:
+def _entries(draw: st.DrawFn, schema: Any) -> dict[str, Any]:
+    paths = st.one_of(_path_in(schema), _path)  # hypothesis draws the first more often
     entry: dict[str, Any] = {"topics": ["t"], "format": "avro"}
-    entry["customer_id"] = draw(st.one_of(st.just("acme"), _rule(st.just("dflt"))))
+    entry["customer_id"] = draw(st.one_of(st.just("acme"), _rule(paths, st.just("dflt"))))
     if draw(st.booleans()):
-        entry["meters"] = {"a": draw(_rule(st.just(1))), "b": draw(_rule(st.none()))}
+        b = _rule(paths, st.none())
+        entry["meters"] = {"a": draw(_rule(paths, st.just(1))), "b": draw(b)}
     else:
-        entry["meter"] = draw(st.one_of(st.just("m"), _rule(st.just("m2"))))
+        entry["meter"] = draw(st.one_of(st.just("m"), _rule(paths, st.just("m2"))))
         if draw(st.booleans()):
-            entry["value"] = draw(_rule(st.sampled_from([1, 2.5])))
+            entry["value"] = draw(_rule(paths, st.sampled_from([1, 2.5])))
     if draw(st.booleans()):
         unit = draw(st.sampled_from(["ms", "s", "iso8601"]))
-        entry["time"] = {**draw(_rule(st.just(TS))), "unit": unit}
+        entry["time"] = {**draw(_rule(paths, st.just(TS))), "unit": unit}
     if draw(st.booleans()):
-        entry["unique_id"] = draw(_rule(st.just("u")))
-    dims = draw(st.lists(_rule(st.sampled_from([None, "d", 3])), max_size=3))
+        entry["unique_id"] = draw(_rule(paths, st.just("u")))
+    dims = draw(st.lists(_rule(paths, st.sampled_from([None, "d", 3])), min_size=1, max_size=3))
     entry["dimensions"] = {f"k{i}": rule for i, rule in enumerate(dims)}
     if dims and draw(st.booleans()):
         action = draw(st.sampled_from(["INCLUDE", "EXCLUDE"]))
@@ -68,7 +103,8 @@ def _entries(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def _records(draw: st.DrawFn) -> tuple[Any, list[bytes]]:
     """A record schema and bodies of it: written by fastavro, some of them corrupted."""
-    fields = draw(st.lists(_schemas(2), min_size=1, max_size=4))
+    primitive = st.sampled_from(PRIMITIVES)  # often, so that rules find values they take
+    fields = draw(st.lists(st.one_of(primitive, primitive, _schemas(2)), min_size=1, max_size=4))
     schema = {
         "type": "record",
         "name": f"Root{uuid.uuid4().hex}",
@@ -80,7 +116,7 @@ def _records(draw: st.DrawFn) -> tuple[Any, list[bytes]]:
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, parsed, draw(_values(schema)))
         body = buf.getvalue()
-        cut = draw(st.sampled_from(["whole", "short", "long", "flip"]))
+        cut = draw(st.sampled_from(["whole", "whole", "whole", "short", "long", "flip"]))
         if cut == "short" and body:
             body = body[: draw(st.integers(0, len(body) - 1))]
         elif cut == "long":
@@ -115,19 +151,50 @@ def _client() -> Any:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_entries(), _records(), st.sampled_from([TS, 0]))
+@given(_records(), st.sampled_from([TS, 0]), st.data())
 def test_fused_maps_as_the_general_mapper(
-    entry: dict[str, Any], case: tuple[Any, list[bytes]], timestamp: int
+    case: tuple[Any, list[bytes]], timestamp: int, data: st.DataObject
 ) -> None:
+    schema, bodies = case
+    entry = data.draw(_entries(schema))
     try:
         general, fused = _mappers(entry, client := _client())
     except (ValidationError, MappingError):  # a rule refused at start: not this test's
         assume(False)
-    schema, bodies = case
     schema_id = client.register_schema("t-value", Schema(orjson.dumps(schema).decode(), "AVRO"))
     header = b"\x00" + struct.pack(">I", schema_id)
     for offset, body in enumerate(bodies):
         record = SourceRecord("t", 1, offset, timestamp, None, header + body)
+        assert _outcome(fused, record) == _outcome(general, record)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(PRIMITIVES), min_size=1, max_size=5), st.data())
+def test_fused_maps_flat_records_as_the_general_mapper(
+    types: list[str], data: st.DataObject
+) -> None:
+    """Every rule on a field of a flat record: the values each key takes without a test
+    (``Kind.sure``) and those it converts or refuses, field type by field type."""
+    schema = {"type": "record", "name": "Flat", "fields": [
+        {"name": f"f{i}", "type": t} for i, t in enumerate(types)]}  # fmt: skip
+    field = st.sampled_from([f"f{i}" for i in range(len(types))])
+    entry = {
+        "topics": ["t"],
+        "format": "avro",
+        "customer_id": {"path": data.draw(field), "default": "dflt"},
+        "meter": "m",
+        "value": {"path": data.draw(field), "default": 1},
+        "time": {"path": data.draw(field), "default": TS, "unit": "ms"},
+        "dimensions": {f"k{i}": {"path": f"f{i}", "default": None} for i in range(len(types))},
+    }
+    general, fused = _mappers(entry, client := _client())
+    schema_id = client.register_schema("t-value", Schema(orjson.dumps(schema).decode(), "AVRO"))
+    parsed = fastavro.parse_schema(schema)
+    for offset in range(3):
+        buf = io.BytesIO()
+        buf.write(b"\x00" + struct.pack(">I", schema_id))
+        fastavro.schemaless_writer(buf, parsed, data.draw(_values(schema)))
+        record = SourceRecord("t", 1, offset, TS, None, buf.getvalue())
         assert _outcome(fused, record) == _outcome(general, record)
 
 
