@@ -283,16 +283,27 @@ def _bad_header(data: bytes | None) -> DecodeError:
 class SchemalessAvro:
     """Decoder of plain Avro bodies written with one local schema."""
 
-    __slots__ = ("_name", "_reader")
+    __slots__ = ("_name", "_reader", "_schema")
 
-    def __init__(self, reader: Reader, name: str) -> None:
+    def __init__(
+        self, reader: Reader, name: str, schema: tuple[Any, dict[str, Any]] | None = None
+    ) -> None:
         self._reader = reader
         self._name = name
+        self._schema = schema  # parsed, and its named types: what ``fuse`` reads paths by
 
     def __call__(self, record: SourceRecord) -> Any:
         if record.value is None:
             raise DecodeError("record has no value (tombstone)")
         return read_body(record.value, 0, self._reader, self._name)
+
+    def fuse(self, rules: Rules, general: Mapper) -> Mapper:
+        """As ``ConfluentAvro.fuse``, for the one local schema."""
+        from connector.formats import avro_fused
+
+        if self._schema is None:
+            return general
+        return avro_fused.schemaless(*self._schema, self._name, rules, general)
 
 
 def decoder(mapping: Mapping, settings: Settings) -> ConfluentAvro:
@@ -317,10 +328,14 @@ def schemaless_decoder(mapping: Mapping, settings: Settings) -> SchemalessAvro:
             f"{where}: format avro-schemaless needs the .avsc file it was written with"
         )
     try:
-        reader = reader_for(json.loads(path.read_text(encoding="utf-8")), {})
+        named: dict[str, Any] = {}
+        parsed = parse_schema(
+            plain(json.loads(path.read_text(encoding="utf-8"))), named_schemas=named
+        )
+        reader = reader_of(parsed, named)
     except Exception as exc:  # unreadable, not JSON, or fastavro's SchemaParseException
         raise ConfigError(f"{where}: {path} is not a usable Avro schema: {exc}") from exc
-    return SchemalessAvro(reader, f"schema {path.name}")
+    return SchemalessAvro(reader, f"schema {path.name}", (parsed, named))
 
 
 def check_registry(settings: Settings, timeout_s: float) -> None:

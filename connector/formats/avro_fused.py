@@ -14,7 +14,8 @@ the value there is built as the general reader builds it and the rest of the pat
 ``fields.chain`` from it.  A path the schema rules out (a field no record has, an index into a
 record) finds nothing, as a dict would.  A schema the generated readers leave to fastavro
 (``compile_reader`` returns None) is mapped the general way.  A property test holds the fused
-mapper to the general one: the same events, and the same errors.
+mapper to the general one: the same events, and the same errors.  Both ``avro`` (a function per
+writer schema id, written on its first record) and ``avro-schemaless`` (one, at start) use it.
 """
 
 from __future__ import annotations
@@ -178,5 +179,26 @@ def confluent(schemas: Any, rules: Rules, general: Mapper) -> Mapper:
         if fused is None:
             fused = written(schema_id)
         return fused(record, data)
+
+    return mapper
+
+
+def schemaless(
+    schema: Any, named: dict[str, Any], what: str, rules: Rules, general: Mapper
+) -> Mapper:
+    """The mapper of a topic of plain bodies of one local ``schema`` (format
+    ``avro-schemaless``; ``what`` names it in a ``DecodeError``)."""
+    from connector.errors import DecodeError
+
+    fused = fuse(schema, named, rules, 0, what)
+    if fused is None:
+        return general
+    run = fused
+
+    def mapper(record: SourceRecord) -> list[MeterEvent]:
+        data = record.value
+        if data is None:
+            raise DecodeError("record has no value (tombstone)")
+        return run(record, data)
 
     return mapper

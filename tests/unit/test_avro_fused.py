@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connector.errors import DecodeError, MappingError, RecordError
-from connector.formats.avro import ConfluentAvro, WriterSchemas
+from connector.formats.avro import ConfluentAvro, SchemalessAvro, WriterSchemas, plain, reader_of
 from connector.formats.config import Mapping
 from connector.formats.ids import UniqueIds
 from connector.formats.rules import Rules
@@ -195,6 +195,27 @@ def test_fused_maps_flat_records_as_the_general_mapper(
         buf.write(b"\x00" + struct.pack(">I", schema_id))
         fastavro.schemaless_writer(buf, parsed, data.draw(_values(schema)))
         record = SourceRecord("t", 1, offset, TS, None, buf.getvalue())
+        assert _outcome(fused, record) == _outcome(general, record)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_records(), st.data())
+def test_fused_maps_schemaless_bodies_as_the_general_mapper(
+    case: tuple[Any, list[bytes]], data: st.DataObject
+) -> None:
+    schema, bodies = case
+    try:
+        mapping = Mapping.model_validate(data.draw(_entries(schema)))
+        named: dict[str, Any] = {}
+        parsed = fastavro.parse_schema(plain(schema), named_schemas=named)
+        decoder = SchemalessAvro(reader_of(parsed, named), "schema s.avsc", (parsed, named))
+        general = Rules(mapping, 0).bind(lambda record: decoder(record), UniqueIds(NS))
+        fused = Rules(mapping, 0).bind(decoder, UniqueIds(NS))
+    except (ValidationError, MappingError):
+        assume(False)
+    assert fused.__qualname__ == "schemaless.<locals>.mapper"
+    for offset, body in enumerate([*bodies, None]):
+        record = SourceRecord("t", 1, offset, TS, None, body)
         assert _outcome(fused, record) == _outcome(general, record)
 
 
