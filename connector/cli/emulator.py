@@ -9,7 +9,13 @@ from connector.errors import FatalError
 
 @click.command(short_help="Run the local Amberflo-compatible API (a sandbox).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--db",
     default="./amberflo-emulator.db",
@@ -79,4 +85,26 @@ def emulator(
 
         s3_client(endpoint_url=s3_endpoint)  # boto3 missing: one line naming the extra, now
         s3 = S3Source(s3_endpoint, s3_bucket, s3_poll_s, s3_region)
+    _check_can_serve(host, port, db)
     serve(host=host, port=port, db=db, api_keys=list(api_keys), s3=s3)
+
+
+def _check_can_serve(host: str, port: int, db: str) -> None:
+    """A taken port or a --db that cannot be opened: one line naming the option, before the
+    server says it is listening (uvicorn would log its own error and exit 3; sqlite3 would
+    end in a traceback)."""
+    import socket
+    import sqlite3
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise FatalError(
+            f"cannot listen on {host}:{port} (--host/--port): {exc.strerror or exc}"
+        ) from exc
+    if db != ":memory:":
+        try:
+            sqlite3.connect(db).close()
+        except sqlite3.Error as exc:
+            raise FatalError(f"cannot open the database {db} (--db): {exc}") from exc

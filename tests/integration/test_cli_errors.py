@@ -244,3 +244,30 @@ def test_debug_shows_debug_logs_for_run() -> None:
     )
     assert " DEBUG connector: settings: " in res.stderr
     assert "secret-key" not in res.stderr
+
+
+def test_emulator_on_a_taken_port_or_an_unopenable_db_is_one_line(tmp_path: Path) -> None:
+    """Before it says it is listening: one line naming the option, exit 1 (not uvicorn's own
+    error and exit 3, nor a sqlite3 traceback)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cases = [
+            (["--port", str(port), "--db", ":memory:"], f"cannot listen on 127.0.0.1:{port}"),
+            (
+                ["--port", "0", "--db", str(tmp_path / "no-such-dir" / "e.db")],
+                "(--db): unable to open database file",
+            ),
+        ]
+        for args, needle in cases:
+            res = subprocess.run(
+                [sys.executable, "-m", "connector", "emulator", *args],
+                env=clean_env(),
+                text=True,
+                capture_output=True,
+                timeout=60,
+            )
+            output = res.stdout + res.stderr
+            assert res.returncode == 1, output
+            assert len(output.strip().splitlines()) == 1 and needle in output, output
