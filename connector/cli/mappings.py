@@ -164,7 +164,7 @@ def _print_table(results: list[Outcome], title: str) -> None:
 
 @mappings.command("test", short_help="Run a file of expected cases through the rules.")
 @CONFIG_OPTION
-@click.argument("cases_file", type=click.Path(dir_okay=False))
+@click.argument("cases_file", type=click.Path(exists=True, dir_okay=False))
 def mappings_test(config_file: str | None, cases_file: str) -> None:
     """Run a file of {record, expect} cases through the mapping rules; exit 1 on a failure.
 

@@ -141,6 +141,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, str], dict[str, str], str]] = [
     ("dlq inspect", {"CONNECTOR_KAFKA__CONSUMER": '{"security.protocol": "x"}'}, {}, "security"),
     ("run --workers 0", {}, {}, "'--workers': 0 is not in the range"),
     ("produce --topic t -X foo.bar=1", {}, {}, '-X: No such configuration property: "foo.bar"'),
+    ("mappings test no-such-cases.yaml", {}, {}, "'no-such-cases.yaml' does not exist"),
 ]
 
 
