@@ -14,7 +14,9 @@ parsed, and kept; records written with any version of a subject are read with th
 schema, so the rules see each version's fields (``default`` covers a field a version lacks).
 Each schema is parsed by fastavro and read by code written for it once (``avro_code``: 1.9×
 fastavro's generic ``schemaless_reader``, which stays for schemas with other logical types),
-not by Confluent's ``AvroDeserializer``, 5× slower than fastavro (BENCHMARKS.md).
+not by Confluent's ``AvroDeserializer``, 5× slower than fastavro (BENCHMARKS.md).  A mapping
+whose rules only read paths is not given the decoded dicts: ``fuse`` gives ``Rules.bind`` a
+mapper that reads the paths straight from the body (``avro_fused``), with the same errors.
 
 What goes wrong, by whose fault it is:
 
