@@ -93,6 +93,13 @@ def _interruption(exc: BaseException) -> int | None:
     return None
 
 
+_NO_ARGS_IS_HELP: type[click.UsageError] | tuple[()] = getattr(
+    click.exceptions, "NoArgsIsHelpError", ()
+)
+"""What click (≥ 8.2) raises for ``amberflo-connector dlq`` alone; older versions print the
+help themselves."""
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     logging.basicConfig(
@@ -104,6 +111,9 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as exc:  # click's name for a KeyboardInterrupt
         sys.exit(128 + signal.SIGTERM if isinstance(exc.__cause__, Terminated) else 130)
+    except _NO_ARGS_IS_HELP as exc:  # a group called without a command: its help, as is
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:  # one line, like every other configuration mistake
         where = exc.ctx.command_path if exc.ctx else "amberflo-connector"
         click.echo(f"{where}: {exc.format_message()} (see '{where} --help')", err=True)

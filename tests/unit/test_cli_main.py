@@ -65,3 +65,17 @@ def test_sigterm_and_ctrl_c_exit_codes(failing_command: list[BaseException]) -> 
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("args", [[], ["dlq"], ["customers"]])
+def test_a_group_without_a_command_prints_its_help_unmangled(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["amberflo-connector", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code in (0, 2)
+    out, err = capsys.readouterr()
+    text = out + err
+    assert text.startswith(f"Usage: amberflo-connector {' '.join(args)}".rstrip()), text
+    assert "Commands:" in text and "(see '" not in text, text
