@@ -62,8 +62,8 @@ def produce(
     """Publish sample usage to a topic, in any format the connector reads.
 
     The usage goes to three meters (api-calls, storage-gb-hours, compute-seconds) over the
-    last hour. At the end it prints the totals per meter and the `mappings` entry that
-    reads the records (see connector/samples.py for the shapes).
+    last hour. At the end it prints the totals per meter and, for a format other than native,
+    the `mappings` entry that reads the records (see connector/samples.py for the shapes).
 
     \b
     Examples:
