@@ -155,29 +155,30 @@ def confluent(schemas: Any, rules: Rules, general: Mapper) -> Mapper:
     schema id it cannot fetch raises as the decoder does)."""
     from connector.formats.avro import _bad_header
 
-    by_id: dict[int, Fused] = {}
+    by_header: dict[bytes, Fused] = {}  # the five header bytes of a record → its function
 
-    def written(schema_id: int) -> Fused:
-        schemas.get(schema_id)  # fetched once, or raises as the decoder does
-        parsed, named = schemas.parsed[schema_id]
-        fused = fuse(parsed, named, rules, 5, f"schema id {schema_id}")
-        if fused is None:
-            fused = by_id[schema_id] = lambda record, _data: general(record)
-        else:
-            by_id[schema_id] = fused
-        return fused
-
-    def mapper(record: SourceRecord) -> list[MeterEvent]:
-        data: Any = record.value  # None (a tombstone) fails the header like a short value
+    def written(data: Any) -> Fused:
+        """The function of ``data``'s writer schema (first record of it, or a bad header)."""
         try:
             magic, schema_id = _HEADER(data)
         except (struct.error, TypeError):
             magic = -1
         if magic:
             raise _bad_header(data)
-        fused = by_id.get(schema_id)
+        schemas.get(schema_id)  # fetched once, or raises as the decoder does
+        parsed, named = schemas.parsed[schema_id]
+        fused = fuse(parsed, named, rules, 5, f"schema id {schema_id}")
         if fused is None:
-            fused = written(schema_id)
+            fused = lambda record, _data: general(record)  # noqa: E731
+        by_header[data[:5]] = fused
+        return fused
+
+    def mapper(record: SourceRecord) -> list[MeterEvent]:
+        data: Any = record.value
+        try:  # a header seen before: checked then (a short value or None is never a key)
+            fused = by_header[data[:5]]
+        except (KeyError, TypeError):
+            fused = written(data)
         return fused(record, data)
 
     return mapper

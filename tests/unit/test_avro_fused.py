@@ -139,8 +139,9 @@ def _outcome(mapper: Any, record: SourceRecord) -> tuple[Any, ...]:
 def _mappers(entry: dict[str, Any], client: Any) -> tuple[Any, Any]:
     mapping = Mapping.model_validate(entry)
     decoder = ConfluentAvro(WriterSchemas(client, "http://registry.test"))
+    own = ConfluentAvro(WriterSchemas(client, "http://registry.test"))  # its own caches
     ids = UniqueIds(NS)
-    general = Rules(mapping, 0).bind(lambda record: decoder(record), ids)
+    general = Rules(mapping, 0).bind(lambda record: own(record), ids)
     fused = Rules(mapping, 0).bind(decoder, ids)
     assert fused.__qualname__ == "confluent.<locals>.mapper"  # not the general mapper
     return general, fused
@@ -318,3 +319,23 @@ def test_schemas_nested_beyond_what_python_compiles_are_mapped_the_general_way(d
     record = SourceRecord("t", 0, 1, TS, None, buf.getvalue())
     assert _outcome(fused, record) == _outcome(general, record)
     assert fused(record)[0].customer_id == "a"
+
+
+def test_headers_are_checked_as_the_decoder_checks_them() -> None:
+    """Before and after a schema's function is written: tombstones, short values, a wrong
+    magic byte, an unknown id, a header seen before in front of a bad body."""
+    entry = {"topics": ["t"], "format": "avro", "meter": "m", "customer_id": {"path": "id"}}
+    schema = {"type": "record", "name": "H", "fields": [{"name": "id", "type": "string"}]}
+    client = _client()
+    general, fused = _mappers(entry, client)
+    schema_id = client.register_schema("t-value", Schema(orjson.dumps(schema).decode(), "AVRO"))
+    header = b"\x00" + struct.pack(">I", schema_id)
+    values = [None, b"", b"\x00", header[:4], b"\x01" + header[1:] + b"\x02a"]
+    values += [b"\x00" + struct.pack(">I", schema_id + 7) + b"\x02a", header + b"\x02a"]
+    values += [header, header + b"\x04a", header + b"\x02a\x00", header[:4], b"\x01" + header[1:]]
+    outcomes = []
+    for offset, value in enumerate(values * 2):
+        record = SourceRecord("t", 0, offset, TS, None, value)
+        outcomes.append(_outcome(fused, record))
+        assert outcomes[-1] == _outcome(general, record), value
+    assert [o[0] for o in outcomes].count("events") == 2
