@@ -45,7 +45,6 @@ from fastavro import parse_schema, schemaless_reader
 
 from connector.errors import ConfigError, DecodeError, FatalError, RetryableError
 from connector.formats.avro_code import Reader, compile_reader
-from connector.formats.avro_registry import check_registry as check_registry
 from connector.formats.avro_registry import registry_config, shown
 from connector.formats.config import Mapping
 from connector.records import SourceRecord

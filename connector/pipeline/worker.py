@@ -61,7 +61,7 @@ from connector.dlq.ledger import DeadLetterLedger
 from connector.dlq.publish import DeadLetterPublisher
 from connector.errors import FatalError, RecordError, RetryableError
 from connector.formats import Mapper, Mappers
-from connector.formats.avro import check_registry
+from connector.formats.avro_registry import check_registry
 from connector.kafka import ensure_topics, topic_ids
 from connector.pipeline.backpressure import Backpressure
 from connector.pipeline.batches import Batch, Batches

@@ -162,7 +162,7 @@ def test_start_up_check_names_the_registry_and_the_keys(
     schema_registry: LocalSchemaRegistry,
 ) -> None:
     from connector.errors import FatalError
-    from connector.formats.avro import check_registry
+    from connector.formats.avro_registry import check_registry
     from connector.settings import Settings
 
     def settings(url: str) -> Settings:
