@@ -159,6 +159,7 @@ def dlq_replay(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # piped: no bar to redraw, and no blank line left
     ) as progress:
         task = progress.add_task("replaying" if not dry_run else "dry run", total=None, status="")
 

@@ -440,6 +440,7 @@ def test_replay_headers_routing_filters_and_dry_run(
 
     dry = cli(env, "replay", "--topic", dlq, "--dry-run", "--wait", "0.5")
     assert dry.returncode == 0, dry.stderr
+    assert dry.stderr == ""  # piped: no progress display, not even the blank line it leaves
     targets = ", ".join(f"{t} {n}" for t, n in sorted({a: 3, b: 1}.items()))
     assert (
         dry.stdout.strip()
