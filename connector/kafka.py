@@ -10,6 +10,7 @@ anything starts).  Properties the delivery contract depends on cannot be overrid
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.errors import FatalError
+from connector.logs import Repeats
 
 if TYPE_CHECKING:
     from connector.settings import LibrdkafkaValue, Settings
@@ -30,9 +32,21 @@ and a record the broker accepted must not be too large to dead-letter (override 
 ``CONNECTOR_KAFKA__PRODUCER``; the DLQ topic's ``max.message.bytes`` must allow it too)."""
 
 
-def client_config(settings: Settings) -> dict[str, LibrdkafkaValue]:
-    """Connection properties shared by every client we make (consumer props' security part)."""
-    conf: dict[str, LibrdkafkaValue] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
+CLIENT_LOG = logging.getLogger("connector.kafka.client")
+"""librdkafka's own log lines, through Python logging (levels, ``CONNECTOR_LOG__FORMAT``)
+instead of straight to stderr; a failure it repeats (a broker refusing connections, several
+times a second) shows once a minute with a count.  They are served by the client's poll, so
+a command that fails at start-up ends with its one line, not hundreds of librdkafka's."""
+CLIENT_LOG.addFilter(Repeats())
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection properties shared by every client we make (consumer props' security part),
+    and the logger of librdkafka's lines (``CLIENT_LOG``)."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "logger": CLIENT_LOG,
+    }
     for key, value in settings.kafka.consumer.items():
         if key.startswith(SECURITY_PREFIXES):
             conf[key] = value
@@ -262,7 +276,12 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
     try:
         meta = consumer.list_topics(topic, timeout=10)
     except KafkaException as exc:
-        raise FatalError(f"cannot read topic metadata of {topic!r}: {exc}") from exc
+        err = exc.args[0] if exc.args else None
+        why = err.str() if isinstance(err, KafkaError) else str(exc)
+        raise FatalError(
+            f"cannot read the metadata of topic {topic!r} ({why}): is Kafka reachable at "
+            "CONNECTOR_KAFKA__BOOTSTRAP_SERVERS?"
+        ) from exc
     t = meta.topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         return None

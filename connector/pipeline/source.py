@@ -18,7 +18,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from connector import metrics
 from connector.errors import FatalError
-from connector.kafka import consumer_config
+from connector.kafka import CLIENT_LOG, consumer_config
 from connector.pipeline.subscription import Subscription
 from connector.settings import Settings
 
@@ -131,7 +131,7 @@ class Source:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self.fatal = err
-        log.warning("kafka: %s", err.str())
+        CLIENT_LOG.warning("kafka: %s", err.str())  # repeats a few times a second: filtered
 
     # -- flow control ---------------------------------------------------------------------
     def pause(self) -> None:

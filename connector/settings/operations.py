@@ -28,7 +28,9 @@ class LogSettings(Section):
         description="Level per logger (and its children), overriding level, e.g. "
         '{"connector.sink": "DEBUG", "connector.source": "WARNING"}. The connector\'s loggers '
         "are connector (all of them), connector.worker, connector.source, connector.sink, "
-        "connector.dlq, connector.guard (retention guard), connector.supervisor, "
+        "connector.kafka.client (librdkafka's own lines; a repeated failure shows once a "
+        "minute with a count), connector.dlq, connector.guard (retention guard), "
+        "connector.supervisor, "
         "connector.customers (customer updates), connector.formats (decoders: Schema "
         "Registry, Segment), connector.meters (meters sync at start) and connector.retry "
         "(other Amberflo API calls).",

@@ -16,9 +16,16 @@ def test_every_connector_logger_is_named_in_the_docs() -> None:
     for path in (ROOT / "connector").rglob("*.py"):
         if "emulator" in path.parts:  # the emulator's loggers are not the connector's
             continue
-        used |= set(re.findall(r'getLogger\("(connector\.[a-z_]+)', path.read_text()))
+        used |= set(re.findall(r'getLogger\("(connector(?:\.[a-z_]+)+)', path.read_text()))
     assert len(used) >= 8
     description = LogSettings.model_fields["levels"].description or ""
     doc = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
-    assert not sorted(n for n in used if n not in description)
-    assert not sorted(n for n in used if f"`{n}`" not in doc)
+
+    # A logger is named when it or a parent below `connector` is (connector.formats.avro is
+    # connector.formats's child; its level follows the parent's).
+    def named(name: str, text: str, quote: str = "") -> bool:
+        parts = name.split(".")
+        return any(f"{quote}{'.'.join(parts[:i])}{quote}" in text for i in range(2, len(parts) + 1))
+
+    assert not sorted(n for n in used if not named(n, description))
+    assert not sorted(n for n in used if not named(n, doc, "`"))
