@@ -311,7 +311,7 @@ def main() -> None:
         "6a"
     ].note = f"emulator answers 25 ms late; drained at {_median(drain_rates):,.0f}/s; VmHWM"
     figs["6b"].note = "VmRSS after warm-up"
-    figs["2"].note = f"{1e6 / figs['2'].median:.1f} µs/record, one thread"
+    figs["2"].note = f"{1e6 / figs['2'].median:.1f} µs/record, main-thread CPU time"
     for w in formats.WORKLOADS:
         ratio = _median(format_ratios.get(w.key, []))
         figs[w.key].note = (
