@@ -199,38 +199,37 @@ class Tally:
     def pending(self) -> dict[Cell, Pending]:
         """In-flight and dead-lettered events per cell, each distinct event once, leaving out
         those identical to a committed event (Amberflo holds that one already)."""
-        out: dict[Cell, Pending] = {}
-        done: set[tuple[str, int]] = set()
-        for uid, h, cell, value, kind in self._maybe:
-            key = (uid, h)
-            if key in done or self._known(uid, h):
-                self.duplicates += 1
-                continue
-            done.add(key)
-            self.events += 1
-            p = out.get(cell)
-            if p is None:
-                p = out[cell] = Pending()
-            p.add(value, kind)
+        self._pending_seen = set()
+        out, kept = self._per_cell(self._maybe, self._pending_seen)
+        self.duplicates += len(self._maybe) - kept
+        self.events += kept
         self._maybe = []
-        self._pending_seen = done
         return out
 
     def filtered(self) -> dict[Cell, Pending]:
         """Filtered events per cell, each distinct event once, leaving out those identical to
         an event Kafka holds otherwise (Amberflo holding it is expected).  Call after
         ``pending``."""
+        out, kept = self._per_cell(self._excluded, self._pending_seen)
+        self.filtered_events += kept
+        self._excluded = []
+        return out
+
+    def _per_cell(
+        self, items: list[tuple[str, int, Cell, float, str]], done: set[tuple[str, int]]
+    ) -> tuple[dict[Cell, Pending], int]:
+        """The distinct events of ``items`` per cell, none identical to a committed event or
+        to one in ``done`` (which it extends), and how many there are."""
         out: dict[Cell, Pending] = {}
-        done = self._pending_seen
-        for uid, h, cell, value, kind in self._excluded:
+        kept = 0
+        for uid, h, cell, value, kind in items:
             key = (uid, h)
             if key in done or self._known(uid, h):
                 continue
             done.add(key)
-            self.filtered_events += 1
+            kept += 1
             p = out.get(cell)
             if p is None:
                 p = out[cell] = Pending()
             p.add(value, kind)
-        self._excluded = []
-        return out
+        return out, kept
